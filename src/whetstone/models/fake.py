@@ -1,0 +1,109 @@
+"""A small deterministic model for fast tests: a byte-level bigram model with seeded weights.
+
+It has real log-probabilities (rows of a softmax table), so every metric, the server and the
+HTTP client can be exercised end to end in milliseconds without torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from whetstone.models.base import GenerationRequest, Progress, TokenLogprob
+from whetstone.models.tokenized import ScoreWindow, TokenizedBackend, WindowScore, cut_at_stop
+from whetstone.records import ModelIdentity
+
+BOS = 256
+EOS = 257
+VOCAB = 258
+
+
+class FakeModel(TokenizedBackend):
+    """Byte-level bigram language model; `seed` picks the weights, `bias` favours some bytes."""
+
+    def __init__(self, seed: int = 0, max_length: int = 2048, bias: str = " etaoinshr") -> None:
+        self.seed = seed
+        self.bias = bias
+        self._max_length = max_length
+        rng = np.random.default_rng(seed)
+        logits = rng.normal(0.0, 1.0, size=(VOCAB, VOCAB))
+        for ch in bias.encode():
+            logits[:, ch] += 2.0
+        logits -= np.logaddexp.reduce(logits, axis=1, keepdims=True)
+        self.logprobs_: np.ndarray = logits
+        digest = hashlib.sha256(f"fake:{seed}:{bias}".encode()).hexdigest()[:16]
+        self.identity = ModelIdentity(backend="fake", name=f"fake-{seed}", hash=digest)
+
+    @property
+    def max_length(self) -> int:
+        """Longest sequence accepted."""
+        return self._max_length
+
+    @property
+    def prefix_token_id(self) -> int:
+        """The BOS token."""
+        return BOS
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        """UTF-8 bytes, after BOS when `add_special_tokens`."""
+        ids = list(text.encode("utf-8"))
+        return [BOS, *ids] if add_special_tokens else ids
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of byte tokens; special tokens are dropped."""
+        return bytes(i for i in ids if i < 256).decode("utf-8", errors="replace")
+
+    def score(
+        self, windows: Sequence[ScoreWindow], progress: Progress | None = None
+    ) -> list[WindowScore]:
+        """Sum of bigram log-probabilities over each window's targets."""
+        out = []
+        for w in windows:
+            toks = np.asarray(w.tokens)
+            prev, nxt = toks[-w.n_targets - 1 : -1], toks[-w.n_targets :]
+            rows = self.logprobs_[prev]
+            greedy = bool(np.all(rows.argmax(axis=1) == nxt))
+            out.append(WindowScore(float(rows[np.arange(len(nxt)), nxt].sum()), greedy))
+            if progress:
+                progress(1)
+        return out
+
+    def token_logprobs(self, ids: Sequence[int], top_k: int = 0) -> list[TokenLogprob]:
+        """Per-token log-probabilities and top-k alternatives (none for the first token)."""
+        out = [TokenLogprob(ids[0], None)] if ids else []
+        for prev, tok in zip(ids[:-1], ids[1:], strict=True):
+            row = self.logprobs_[prev]
+            top = {int(j): float(row[j]) for j in np.argsort(-row)[:top_k]}
+            out.append(TokenLogprob(tok, float(row[tok]), top))
+        return out
+
+    def stream(self, request: GenerationRequest) -> Iterator[str]:
+        """Generate byte by byte: greedy at temperature 0, else seeded sampling."""
+        rng = np.random.default_rng(request.seed)
+        prev = self.encode(request.prompt)[-1]
+        text = ""
+        emitted = 0
+        pending: list[int] = []
+        for _ in range(request.max_new_tokens):
+            row = self.logprobs_[prev]
+            if request.temperature > 0:
+                p = np.exp(row / request.temperature)
+                prev = int(rng.choice(VOCAB, p=p / p.sum()))
+            else:
+                prev = int(row.argmax())
+            if prev == EOS:
+                break
+            pending.append(prev)
+            piece = self.decode(pending)
+            if "\ufffd" in piece and len(pending) < 4:
+                continue  # an incomplete UTF-8 sequence: wait for its remaining bytes
+            pending = []
+            text += piece
+            cut, stopped = cut_at_stop(text, request.stop)
+            if len(cut) > emitted:
+                yield cut[emitted:]
+                emitted = len(cut)
+            if stopped:
+                return

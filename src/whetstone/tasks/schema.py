@@ -1,0 +1,138 @@
+"""The task file contract (see DESIGN.md): one pydantic model per YAML task.
+
+Unknown keys are refused.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+TaskKind = Literal["perplexity", "multiple_choice", "classification", "generation"]
+
+DEFAULT_METRICS: dict[str, list[str]] = {
+    "perplexity": ["perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte"],
+    "multiple_choice": ["acc", "acc_norm", "brier", "ece"],
+    "classification": ["accuracy", "precision", "recall", "f1", "ece"],
+    "generation": ["exact_match", "token_f1", "bleu", "chrf", "rouge_l"],
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataSpec(_Strict):
+    """Where a task's items come from."""
+
+    # .jsonl .json .csv .tsv .parquet .txt, relative to the YAML file's folder
+    path: str
+    # names for the columns of a header-less csv/tsv
+    columns: list[str] | None = None
+    # column holding a stable item id (default: the 0-based row number)
+    id: str | None = None
+    # use only the first `limit` rows
+    limit: int | None = Field(default=None, ge=1)
+    # .txt files only: split the text into documents of about this many characters, each cut at
+    # the blank line (else the line end) nearest to that length; the documents together are the
+    # whole text. Default (None): one document per blank-line-separated paragraph.
+    chunk_chars: int | None = Field(default=None, ge=1)
+
+
+class WindowSpec(_Strict):
+    """Rolling windows for perplexity: `stride` < `max_length` makes them overlap."""
+
+    max_length: int = Field(default=1024, ge=2)
+    stride: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _stride_fits(self) -> WindowSpec:
+        if self.stride is not None and self.stride > self.max_length:
+            raise ValueError("stride must be at most max_length")
+        return self
+
+    @property
+    def effective_stride(self) -> int:
+        """The stride, defaulting to max_length (disjoint windows, as lm-evaluation-harness)."""
+        return self.stride or self.max_length
+
+
+class FewshotSpec(_Strict):
+    """Examples prepended to every prompt, drawn deterministically from `path` with `seed`."""
+
+    path: str | None = None
+    k: int = Field(default=0, ge=0)
+    seed: int = 0
+    separator: str = "\n\n"
+
+
+class TaskConfig(_Strict):
+    """One evaluation task as written in YAML."""
+
+    name: str
+    kind: TaskKind
+    data: DataSpec
+    description: str = ""
+    prompt: str = "{text}"
+    # multiple_choice
+    # column holding the list of choice texts
+    choices: str | None = None
+    choice_prefix: str = " "
+    # column holding the gold answer: an int index into `choices` (or a string of digits), or,
+    # when `answer_labels` is set, a label looked up in that item's labels (ARC: "A".."D" or
+    # "1".."4"); see whetstone.tasks.loading.gold_index
+    answer: str | None = None
+    # optional column holding the labels aligned with `choices`
+    answer_labels: str | None = None
+    # perplexity
+    text: str = "text"
+    window: WindowSpec = WindowSpec()
+    # classification
+    # column holding the gold label; its value (as a string) must be a key of `labels`
+    label: str | None = None
+    # gold value -> verbalized label; YAML int keys (0: negative) are read as strings
+    labels: dict[str, str] | None = None
+    classify_by: Literal["loglikelihood", "generation"] = "loglikelihood"
+    # generation (and generated classification)
+    target: str | None = None
+    max_new_tokens: int = Field(default=32, ge=1)
+    stop: list[str] = Field(default_factory=lambda: ["\n\n"])
+    temperature: float = Field(default=0.0, ge=0.0)
+    fewshot: FewshotSpec | None = None
+    fewshot_prompt: str | None = None
+    metrics: list[str] | None = None
+    # the folder of the YAML file; relative data paths resolve against it
+    base_dir: Path = Field(default=Path("."), exclude=True)
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _label_keys_as_strings(cls, value: object) -> object:
+        # YAML reads `0: negative` with an int key; data values are compared as strings
+        if isinstance(value, dict):
+            return {str(k) if isinstance(k, int | float) else k: v for k, v in value.items()}
+        return value
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> TaskConfig:
+        needed = {
+            "multiple_choice": ["choices", "answer"],
+            "classification": ["label", "labels"],
+            "generation": ["target"],
+            "perplexity": [],
+        }[self.kind]
+        missing = [name for name in needed if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"a {self.kind} task needs the field(s): {', '.join(missing)}")
+        return self
+
+    @property
+    def metric_names(self) -> list[str]:
+        """The metrics to report: the file's list or the kind's defaults."""
+        return list(self.metrics or DEFAULT_METRICS[self.kind])
+
+    def resolve(self, path: str) -> Path:
+        """A data path from the file, relative to the YAML's folder."""
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else self.base_dir / p
