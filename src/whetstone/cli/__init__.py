@@ -1,0 +1,1 @@
+"""The `whetstone` command line: thin commands over the Python API."""

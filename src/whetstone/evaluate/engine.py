@@ -1,0 +1,192 @@
+"""`evaluate`: run tasks on a model, with the response cache, the store and output files."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Protocol
+
+from whetstone.errors import ConfigError, ModelError, WhetstoneError
+from whetstone.evaluate.cache import CachedModel
+from whetstone.evaluate.kinds import SCORERS, TaskContext, request_count
+from whetstone.evaluate.outputs import write_outputs
+from whetstone.models import LanguageModel, load_model
+from whetstone.records import RunResult, SampleRecord, TaskResult
+from whetstone.store import Store, config_hash
+from whetstone.tasks.loading import load_fewshot, load_items, load_tasks, task_hash
+from whetstone.tasks.schema import TaskConfig
+
+
+class Reporter(Protocol):
+    """Receives progress while a run goes on (the CLI draws a progress bar with it)."""
+
+    def task_started(self, name: str, total: int) -> None:
+        """A task begins; `total` requests will be answered."""
+
+    def advance(self, n: int) -> None:
+        """`n` more requests of the current task are answered."""
+
+    def task_finished(self, name: str, result: TaskResult) -> None:
+        """A task is done."""
+
+
+@dataclass
+class PreparedTask:
+    """A task with its items, few-shot pool and content hash, checked before any model call."""
+
+    config: TaskConfig
+    items: list[dict[str, Any]]
+    pool: list[dict[str, Any]]
+    hash: str
+
+
+@dataclass
+class Evaluation:
+    """A finished run and its samples, plus how many requests came from the cache."""
+
+    result: RunResult
+    samples: list[SampleRecord] = field(default_factory=list)
+    computed: int = 0
+    reused: int = 0
+
+
+def prepare_tasks(
+    tasks: Sequence[TaskConfig | str | Path], limit: int | None = None
+) -> list[PreparedTask]:
+    """Load task files and their data; every input error surfaces here, before any work."""
+    configs: list[TaskConfig] = []
+    for t in tasks:
+        configs += [t] if isinstance(t, TaskConfig) else load_tasks(t)
+    if not configs:
+        raise ConfigError("no task given: pass at least one task file")
+    seen: set[str] = set()
+    for c in configs:
+        if c.name in seen:
+            raise ConfigError(f"task name '{c.name}' appears twice: task names must be unique")
+        seen.add(c.name)
+    return [PreparedTask(c, load_items(c, limit), load_fewshot(c), task_hash(c)) for c in configs]
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of whetstone and of the packages that change its numbers."""
+    versions = {"python": platform.python_version()}
+    for name in ("whetstone", "torch", "transformers", "numpy", "scipy", "sacrebleu"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def _wrapper(model: LanguageModel, chat_template: bool) -> Any:
+    if not chat_template:
+        return lambda text: text
+    if not model.has_chat_template:
+        raise ModelError(f"--chat-template: model '{model.identity.name}' has no chat template")
+    return lambda text: model.chat_prompt([{"role": "user", "content": text}])
+
+
+def evaluate(
+    model: LanguageModel | str,
+    tasks: Sequence[TaskConfig | str | Path],
+    *,
+    limit: int | None = None,
+    seed: int = 0,
+    db: Store | str | None = None,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    use_cache: bool = True,
+    chat_template: bool = False,
+    reporter: Reporter | None = None,
+    **model_options: Any,
+) -> Evaluation:
+    """Evaluate `model` on `tasks` and return the run; stores it and writes files when asked.
+
+    `model` is a loaded backend or a spec for `load_model` (with `model_options` such as
+    device, dtype, batch_size, base_url). Input errors are raised before anything is stored.
+    """
+    prepared = prepare_tasks(tasks, limit)
+    store = db if isinstance(db, Store) else Store(db)
+    lm = load_model(model, **model_options) if isinstance(model, str) else model
+    wrap = _wrapper(lm, chat_template)
+    config = {
+        "model": model if isinstance(model, str) else lm.identity.name,
+        "tasks": {p.config.name: p.hash for p in prepared},
+        "limit": limit,
+        "seed": seed,
+        "chat_template": chat_template,
+    }
+    run_id = store.find_unfinished_run(lm.identity.key, config_hash(config)) if resume else None
+    if run_id is None:
+        run_id = uuid.uuid4().hex[:12]
+        store.create_run(
+            run_id,
+            lm.identity,
+            config,
+            config["tasks"],
+            package_versions(),
+            seed,  # type: ignore[arg-type]
+        )
+    try:
+        return _run(lm, prepared, store, run_id, config, seed, out_dir, use_cache, wrap, reporter)
+    except WhetstoneError:
+        store.delete_run(run_id)
+        raise
+
+
+def _run(
+    lm: LanguageModel,
+    prepared: list[PreparedTask],
+    store: Store,
+    run_id: str,
+    config: dict[str, Any],
+    seed: int,
+    out_dir: str | Path | None,
+    use_cache: bool,
+    wrap: Any,
+    reporter: Reporter | None,
+) -> Evaluation:
+    cached = CachedModel(lm, store if use_cache else None)
+    started = datetime.now(UTC)
+    results: dict[str, TaskResult] = {}
+    samples: list[SampleRecord] = []
+    timing: dict[str, float] = {}
+    for p in prepared:
+        if reporter:
+            reporter.task_started(p.config.name, request_count(p.config, p.items))
+        ctx = TaskContext(cached, seed, wrap, reporter.advance if reporter else None)
+        t0 = time.perf_counter()
+        result, task_samples = SCORERS[p.config.kind](p.config, p.items, p.pool, ctx)
+        timing[p.config.name] = round(time.perf_counter() - t0, 3)
+        result.task_hash = p.hash
+        results[p.config.name] = result
+        store.add_samples(run_id, task_samples)
+        samples += task_samples
+        if reporter:
+            reporter.task_finished(p.config.name, result)
+    run = RunResult(
+        run_id=run_id,
+        model=lm.identity,
+        tasks=results,
+        seed=seed,
+        started_at=started,
+        finished_at=datetime.now(UTC),
+        config=config,
+        versions=package_versions(),
+    )
+    if out_dir is not None:
+        write_outputs(Path(out_dir), run, samples)
+    store.finish_run(run_id, run, timing)
+    return Evaluation(run, samples, cached.computed, cached.reused)
+
+
+def default_db_url() -> str | None:
+    """The database URL from $WHETSTONE_DB, if set."""
+    return os.environ.get("WHETSTONE_DB")

@@ -1,0 +1,238 @@
+"""One scorer per task kind: build the requests, call the model, turn answers into metrics."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from whetstone.evaluate import metrics as M
+from whetstone.evaluate.cache import CachedModel
+from whetstone.models.base import (
+    GenerationRequest,
+    LoglikelihoodRequest,
+    Progress,
+    RollingRequest,
+)
+from whetstone.records import MetricValue, SampleRecord, TaskResult
+from whetstone.tasks.loading import gold_index, gold_label
+from whetstone.tasks.prompts import build_prompt, targets
+from whetstone.tasks.schema import TaskConfig
+
+UNPARSED = "<unparsed>"
+
+
+@dataclass
+class TaskContext:
+    """What a scorer needs besides the task: the model, prompt wrapping, seed and progress."""
+
+    model: CachedModel
+    seed: int
+    wrap: Callable[[str], str]
+    progress: Progress | None = None
+
+
+def select_metrics(values: dict[str, MetricValue], wanted: Sequence[str]) -> dict[str, MetricValue]:
+    """Metrics named in `wanted`, or whose name starts with a wanted name and `_` (f1 -> f1_micro)."""
+    return {
+        k: v for k, v in values.items() if k in wanted or any(k.startswith(f"{w}_") for w in wanted)
+    }
+
+
+def _prompts(
+    task: TaskConfig, items: list[dict[str, Any]], pool: list[dict[str, Any]], ctx: TaskContext
+) -> list[str]:
+    return [ctx.wrap(build_prompt(task, item, pool)) for item in items]
+
+
+def _softmax(rows: list[list[float]]) -> np.ndarray:
+    arr = np.asarray(rows, dtype=float)
+    arr = np.exp(arr - arr.max(axis=1, keepdims=True))
+    return arr / arr.sum(axis=1, keepdims=True)
+
+
+def score_multiple_choice(
+    task: TaskConfig, items: list[dict[str, Any]], pool: list[dict[str, Any]], ctx: TaskContext
+) -> tuple[TaskResult, list[SampleRecord]]:
+    """Log-likelihood of every choice; acc, acc_norm, Brier score and ECE."""
+    prompts = _prompts(task, items, pool, ctx)
+    choices = [[str(c) for c in item[task.choices or ""]] for item in items]
+    requests = [
+        LoglikelihoodRequest(p, task.choice_prefix + c)
+        for p, cs in zip(prompts, choices, strict=True)
+        for c in cs
+    ]
+    answers = iter(ctx.model.loglikelihood(requests, ctx.progress))
+    lls = [[next(answers).logprob for _ in cs] for cs in choices]
+    gold = [gold_index(task, item) for item in items]
+    values, per_item = M.multiple_choice_metrics(
+        lls, [[len(c) for c in cs] for cs in choices], gold, seed=ctx.seed
+    )
+    samples = [
+        SampleRecord(
+            task=task.name,
+            id=item["_id"],
+            prompt=p,
+            prediction=int(np.argmax(ll)),
+            gold=g,
+            metrics=m,
+            loglikelihoods=ll,
+            extra={"choices": cs},
+        )
+        for item, p, cs, ll, g, m in zip(items, prompts, choices, lls, gold, per_item, strict=True)
+    ]
+    return TaskResult(kind=task.kind, metrics=select_metrics(values, task.metric_names)), samples
+
+
+def parse_label(output: str, verbalized: dict[str, str]) -> str:
+    """The label whose verbalization starts the output (longest first), else UNPARSED."""
+    text = re.sub(r"^[\s\"'*:.-]+", "", output).lower()
+    for key, words in sorted(verbalized.items(), key=lambda kv: -len(kv[1])):
+        if text.startswith(words.strip().lower()):
+            return key
+    return UNPARSED
+
+
+def score_classification(
+    task: TaskConfig, items: list[dict[str, Any]], pool: list[dict[str, Any]], ctx: TaskContext
+) -> tuple[TaskResult, list[SampleRecord]]:
+    """Gold label vs the best-scoring verbalized label (or a generated, parsed label)."""
+    labels = dict(task.labels or {})
+    keys = list(labels)
+    prompts = _prompts(task, items, pool, ctx)
+    gold = [gold_label(task, item) for item in items]
+    probs: np.ndarray | None = None
+    lls: list[list[float]] | None = None
+    if task.classify_by == "generation":
+        outputs = ctx.model.generate(
+            [
+                GenerationRequest(
+                    p, task.max_new_tokens, tuple(task.stop), task.temperature, seed=ctx.seed
+                )
+                for p in prompts
+            ],
+            ctx.progress,
+        )
+        predicted = [parse_label(o, labels) for o in outputs]
+    else:
+        requests = [
+            LoglikelihoodRequest(p, task.choice_prefix + labels[k]) for p in prompts for k in keys
+        ]
+        answers = iter(ctx.model.loglikelihood(requests, ctx.progress))
+        lls = [[next(answers).logprob for _ in keys] for _ in prompts]
+        probs = _softmax(lls)
+        predicted = [keys[int(np.argmax(row))] for row in lls]
+        outputs = [labels[k] for k in predicted]
+    names = [labels[k] for k in keys]
+    values, tables, per_item = M.classification_metrics(
+        [labels[g] for g in gold],
+        [labels.get(p, UNPARSED) for p in predicted],
+        names,
+        probs,
+        seed=ctx.seed,
+    )
+    samples = [
+        SampleRecord(
+            task=task.name,
+            id=item["_id"],
+            prompt=p,
+            prediction=labels.get(pred, UNPARSED),
+            gold=labels[g],
+            metrics=m,
+            loglikelihoods=lls[i] if lls else None,
+            extra={"output": out, "labels": names},
+        )
+        for i, (item, p, pred, g, out, m) in enumerate(
+            zip(items, prompts, predicted, gold, outputs, per_item, strict=True)
+        )
+    ]
+    result = TaskResult(
+        kind=task.kind, metrics=select_metrics(values, task.metric_names), tables=tables
+    )
+    return result, samples
+
+
+def score_generation(
+    task: TaskConfig, items: list[dict[str, Any]], pool: list[dict[str, Any]], ctx: TaskContext
+) -> tuple[TaskResult, list[SampleRecord]]:
+    """Generate, cut at stop strings; exact match, token F1, BLEU, chrF and ROUGE-L."""
+    prompts = _prompts(task, items, pool, ctx)
+    outputs = ctx.model.generate(
+        [
+            GenerationRequest(
+                p, task.max_new_tokens, tuple(task.stop), task.temperature, seed=ctx.seed
+            )
+            for p in prompts
+        ],
+        ctx.progress,
+    )
+    predictions = [o.strip() for o in outputs]
+    refs = [targets(task, item) for item in items]
+    values, per_item = M.generation_metrics(predictions, refs, seed=ctx.seed)
+    samples = [
+        SampleRecord(
+            task=task.name,
+            id=item["_id"],
+            prompt=p,
+            prediction=pred,
+            gold=r,
+            metrics=m,
+            extra={"output": o},
+        )
+        for item, p, pred, o, r, m in zip(
+            items, prompts, predictions, outputs, refs, per_item, strict=True
+        )
+    ]
+    return TaskResult(kind=task.kind, metrics=select_metrics(values, task.metric_names)), samples
+
+
+def score_perplexity(
+    task: TaskConfig, items: list[dict[str, Any]], pool: list[dict[str, Any]], ctx: TaskContext
+) -> tuple[TaskResult, list[SampleRecord]]:
+    """Rolling-window log-likelihood of each document; token, word and byte perplexity, bpb."""
+    texts = [str(item[task.text]) for item in items]
+    window = task.window
+    answers = ctx.model.loglikelihood_rolling(
+        [RollingRequest(t, window.max_length, window.effective_stride) for t in texts], ctx.progress
+    )
+    words = [M.count_words(t) for t in texts]
+    n_bytes = [M.count_bytes(t) for t in texts]
+    values = M.perplexity_metrics(
+        [a.logprob for a in answers], [a.n_tokens for a in answers], words, n_bytes, seed=ctx.seed
+    )
+    samples = [
+        SampleRecord(
+            task=task.name,
+            id=item["_id"],
+            prompt=text,
+            metrics={
+                "logprob": a.logprob,
+                "n_tokens": a.n_tokens,
+                "n_words": w,
+                "n_bytes": b,
+                "bits_per_byte": -a.logprob / b / np.log(2) if b else float("nan"),
+            },
+        )
+        for item, text, a, w, b in zip(items, texts, answers, words, n_bytes, strict=True)
+    ]
+    return TaskResult(kind=task.kind, metrics=select_metrics(values, task.metric_names)), samples
+
+
+SCORERS = {
+    "multiple_choice": score_multiple_choice,
+    "classification": score_classification,
+    "generation": score_generation,
+    "perplexity": score_perplexity,
+}
+
+
+def request_count(task: TaskConfig, items: list[dict[str, Any]]) -> int:
+    """How many model requests a task makes: what its progress bar counts."""
+    if task.kind == "multiple_choice":
+        return sum(len(item[task.choices or ""]) for item in items)
+    if task.kind == "classification" and task.classify_by == "loglikelihood":
+        return len(items) * len(task.labels or {})
+    return len(items)
