@@ -1,0 +1,1 @@
+"""Metric aggregation and statistics: intervals, significance tests, per-kind metrics."""

@@ -1,0 +1,608 @@
+"""Aggregate per-item results into metrics with 95% intervals (``MetricValue``) per task kind.
+
+Conventions shared by every function here:
+
+* No items raises ``ValueError``.
+* Intervals are 95%. Wilson intervals (binary means) are reported for any n >= 1. Bootstrap
+  intervals need at least two items: with a single item ``ci_low`` and ``ci_high`` are ``None``,
+  since resampling one item has no spread and (value, value) would claim false certainty.
+* Bootstrap intervals are percentile intervals over items and deterministic given ``seed``.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any, cast
+
+import numpy as np
+import sacrebleu
+from rouge_score import rouge_scorer
+from sacrebleu.metrics.base import Metric
+
+from whetstone.evaluate.statistics import (
+    bootstrap_ci,
+    bootstrap_distribution,
+    percentile_interval,
+    ratio_bootstrap_ci,
+    resample_counts,
+    wilson_ci,
+)
+from whetstone.records import MetricValue
+
+__all__ = [
+    "classification_metrics",
+    "count_bytes",
+    "count_words",
+    "exact_match",
+    "expected_calibration_error",
+    "generation_metrics",
+    "mean_metric",
+    "multiple_choice_metrics",
+    "normalize_answer",
+    "perplexity_metrics",
+    "rouge_l",
+    "token_f1",
+]
+
+N_BOOT = 1000
+CORPUS_N_BOOT = 200
+ECE_BINS = 10
+_PROB_SUM_TOL = 1e-4
+
+ChunkFunction = Callable[[np.ndarray], np.ndarray]
+
+
+# --------------------------------------------------------------------------- shared helpers
+
+
+def _require_items(n: int, what: str) -> None:
+    """Refuse to aggregate zero items."""
+    if n == 0:
+        raise ValueError(f"{what}: no items to aggregate (n = 0)")
+
+
+def _same_length(what: str, **columns: Sequence[Any]) -> int:
+    """The common length of several per-item columns; refuses mismatches and n = 0."""
+    lengths = {name: len(col) for name, col in columns.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"{what}: per-item inputs differ in length: {lengths}")
+    n = next(iter(lengths.values()))
+    _require_items(n, what)
+    return n
+
+
+def _bootstrapped(
+    value: float, n: int, chunk_fn: ChunkFunction, *, seed: int, n_boot: int
+) -> MetricValue:
+    """A MetricValue whose interval is the percentile bootstrap of chunk_fn (None when n < 2)."""
+    if n < 2:
+        return MetricValue(value=value, n=n)
+    low, high = percentile_interval(bootstrap_distribution(n, chunk_fn, n_boot=n_boot, seed=seed))
+    return MetricValue(value=value, ci_low=float(low), ci_high=float(high), n=n)
+
+
+def mean_metric(
+    values: Sequence[float] | np.ndarray,
+    *,
+    seed: int = 0,
+    binary: bool = False,
+    n_boot: int = N_BOOT,
+) -> MetricValue:
+    """Mean of per-item values: Wilson interval when binary (0/1), bootstrap otherwise."""
+    arr = np.asarray(values, dtype=float)
+    if arr.ndim != 1:
+        raise ValueError(f"mean_metric needs a 1-D sequence, got shape {arr.shape}")
+    _require_items(arr.size, "mean_metric")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("mean_metric: values contain NaN or infinity")
+    value, n = float(arr.mean()), int(arr.size)
+    if binary:
+        if not np.all((arr == 0) | (arr == 1)):
+            raise ValueError("mean_metric: binary=True needs values that are all 0 or 1")
+        low, high = wilson_ci(int(arr.sum()), n)
+        return MetricValue(value=value, ci_low=low, ci_high=high, n=n)
+    if n < 2:
+        return MetricValue(value=value, n=n)
+    low, high = bootstrap_ci(arr, np.mean, n_boot=n_boot, seed=seed)
+    return MetricValue(value=value, ci_low=low, ci_high=high, n=n)
+
+
+def _ece_bins(confidence: np.ndarray, n_bins: int = ECE_BINS) -> np.ndarray:
+    """Bin index of each confidence: bin b holds (b/n_bins, (b+1)/n_bins]; 0 goes to bin 0."""
+    edges = np.arange(1, n_bins) / n_bins
+    return np.digitize(confidence, edges, right=True)
+
+
+def expected_calibration_error(
+    confidence: Sequence[float] | np.ndarray,
+    correct: Sequence[float] | np.ndarray,
+    n_bins: int = ECE_BINS,
+) -> float:
+    """ECE: sum over equal-width bins of (bin size / n) * |accuracy(bin) - mean confidence(bin)|."""
+    conf = np.asarray(confidence, dtype=float)
+    gap = np.asarray(correct, dtype=float) - conf
+    _require_items(conf.size, "expected_calibration_error")
+    per_bin = np.bincount(_ece_bins(conf, n_bins), weights=gap, minlength=n_bins)
+    return float(np.abs(per_bin).sum() / conf.size)
+
+
+def _ece_metric(
+    confidence: np.ndarray, correct: np.ndarray, *, seed: int, n_boot: int
+) -> MetricValue:
+    """ECE with a bootstrap interval (resample items, recompute ECE; bins are fixed edges)."""
+    n = confidence.size
+    bins = _ece_bins(confidence)
+    gap = correct.astype(float) - confidence
+
+    def chunk(idx: np.ndarray) -> np.ndarray:
+        rows = idx.shape[0]
+        keys = bins[idx] + (np.arange(rows) * ECE_BINS)[:, None]
+        sums = np.bincount(keys.ravel(), weights=gap[idx].ravel(), minlength=rows * ECE_BINS)
+        return np.abs(sums.reshape(rows, ECE_BINS)).sum(axis=1) / n
+
+    value = expected_calibration_error(confidence, correct)
+    return _bootstrapped(value, n, chunk, seed=seed, n_boot=n_boot)
+
+
+# --------------------------------------------------------------------------- multiple choice
+
+
+def _pad(rows: Sequence[Sequence[float]], fill: float) -> np.ndarray:
+    """A (n, max_len) float matrix of ragged rows, padded with ``fill``."""
+    width = max(len(r) for r in rows)
+    out = np.full((len(rows), width), fill, dtype=float)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = row
+    return out
+
+
+def _softmax_rows(lls: np.ndarray) -> np.ndarray:
+    """Row-wise softmax; -inf entries (padding) get probability 0."""
+    shifted = np.exp(lls - lls.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def _check_choices(
+    loglikelihoods: Sequence[Sequence[float]], lengths: Sequence[Sequence[int]], gold: Sequence[int]
+) -> None:
+    """Refuse ragged mismatches, empty choice lists, bad lengths, NaN/+inf and gold off range."""
+    for i, (lls, lens, g) in enumerate(zip(loglikelihoods, lengths, gold, strict=True)):
+        if len(lls) == 0 or len(lls) != len(lens):
+            raise ValueError(f"item {i}: {len(lls)} log-likelihoods for {len(lens)} choice lengths")
+        if not 0 <= g < len(lls):
+            raise ValueError(f"item {i}: gold index {g} is not among {len(lls)} choices")
+        if min(lens) < 1:
+            raise ValueError(f"item {i}: choice lengths must be >= 1 character")
+        arr = np.asarray(lls, dtype=float)
+        if np.any(np.isnan(arr)) or np.any(arr == np.inf) or not np.any(np.isfinite(arr)):
+            raise ValueError(f"item {i}: log-likelihoods must be finite or -inf (not all -inf)")
+
+
+def multiple_choice_metrics(
+    loglikelihoods: list[list[float]],
+    choice_lengths: list[list[int]],
+    gold: list[int],
+    *,
+    seed: int = 0,
+    n_boot: int = N_BOOT,
+) -> tuple[dict[str, MetricValue], list[dict[str, float]]]:
+    """acc, acc_norm, brier and ece for multiple choice, as lm-evaluation-harness defines them.
+
+    acc: argmax of the log-likelihoods equals gold. acc_norm: argmax of loglik divided by the
+    choice's length in characters (lm-evaluation-harness uses ``len(choice)`` of the choice text
+    without the target delimiter). Ties go to the first choice (``np.argmax``). brier: mean over
+    items of sum_j (softmax(lls)_j - onehot(gold)_j)^2. ece: 10 equal-width bins of the top
+    choice's softmax probability. Items may have different numbers of choices.
+    Returns the aggregates and, per item, acc, acc_norm, brier and confidence (top probability).
+    """
+    n = _same_length(
+        "multiple_choice_metrics", loglikelihoods=loglikelihoods, lengths=choice_lengths, gold=gold
+    )
+    _check_choices(loglikelihoods, choice_lengths, gold)
+    lls = _pad(loglikelihoods, -np.inf)
+    lengths = _pad(choice_lengths, 1.0)
+    g = np.asarray(gold, dtype=int)
+    probs = _softmax_rows(lls)
+    acc = (np.argmax(lls, axis=1) == g).astype(float)
+    acc_norm = (np.argmax(lls / lengths, axis=1) == g).astype(float)
+    onehot = np.eye(lls.shape[1])[g]
+    brier = ((probs - onehot) ** 2).sum(axis=1)
+    confidence = probs.max(axis=1)
+    aggregates = {
+        "acc": mean_metric(acc, binary=True),
+        "acc_norm": mean_metric(acc_norm, binary=True),
+        "brier": mean_metric(brier, seed=seed, n_boot=n_boot),
+        "ece": _ece_metric(confidence, acc, seed=seed, n_boot=n_boot),
+    }
+    per_item = [
+        {
+            "acc": float(acc[i]),
+            "acc_norm": float(acc_norm[i]),
+            "brier": float(brier[i]),
+            "confidence": float(confidence[i]),
+        }
+        for i in range(n)
+    ]
+    return aggregates, per_item
+
+
+# --------------------------------------------------------------------------- classification
+
+_CLASSIFICATION_NAMES = (
+    "precision",
+    "recall",
+    "f1",
+    "precision_micro",
+    "recall_micro",
+    "f1_micro",
+    "precision_weighted",
+    "recall_weighted",
+    "f1_weighted",
+)
+
+
+def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den with 0 where den == 0 (sklearn's zero_division=0)."""
+    num, den = np.broadcast_arrays(np.asarray(num, dtype=float), np.asarray(den, dtype=float))
+    return np.divide(num, den, out=np.zeros(num.shape), where=den > 0)
+
+
+def _per_class(counts: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-class tp, predicted, support, precision, recall, f1 from (rows, K, K+1) counts.
+
+    Column K holds predictions outside the label set: a false negative for the gold class and
+    a false positive for no class (as sklearn with ``labels=`` given).
+    """
+    k = counts.shape[1]
+    tp = np.diagonal(counts[:, :, :k], axis1=1, axis2=2).astype(float)
+    predicted = counts[:, :, :k].sum(axis=1).astype(float)
+    support = counts.sum(axis=2).astype(float)
+    return {
+        "tp": tp,
+        "predicted": predicted,
+        "support": support,
+        "precision": _safe_div(tp, predicted),
+        "recall": _safe_div(tp, support),
+        "f1": _safe_div(2 * tp, predicted + support),
+    }
+
+
+def _classification_scores(counts: np.ndarray) -> np.ndarray:
+    """(rows, 9) matrix of the metrics in _CLASSIFICATION_NAMES, one row per confusion count."""
+    pc = _per_class(counts)
+    tp, predicted, support = (pc[key].sum(axis=1) for key in ("tp", "predicted", "support"))
+    weights = _safe_div(pc["support"], support[:, None])
+    columns = [pc[m].mean(axis=1) for m in ("precision", "recall", "f1")]
+    columns += [_safe_div(tp, predicted), _safe_div(tp, support)]
+    columns += [_safe_div(2 * tp, predicted + support)]
+    columns += [(weights * pc[m]).sum(axis=1) for m in ("precision", "recall", "f1")]
+    return np.stack(columns, axis=1)
+
+
+def _confusion_counts(codes: np.ndarray, k: int) -> np.ndarray:
+    """(rows, K, K+1) confusion counts of a (rows, n) matrix of gold * (K+1) + pred codes."""
+    rows, cells = codes.shape[0], k * (k + 1)
+    keys = codes + (np.arange(rows) * cells)[:, None]
+    return np.bincount(keys.ravel(), minlength=rows * cells).reshape(rows, k, k + 1)
+
+
+def _encode_labels(
+    gold: Sequence[str], predicted: Sequence[str], labels: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes: gold must be in labels; a prediction outside labels gets code K."""
+    if len(set(labels)) != len(labels) or not labels:
+        raise ValueError("labels must be a non-empty list of distinct strings")
+    index = {label: i for i, label in enumerate(labels)}
+    unknown = sorted({g for g in gold if g not in index})
+    if unknown:
+        raise ValueError(f"gold labels not in labels: {unknown[:5]}")
+    g = np.array([index[x] for x in gold], dtype=int)
+    p = np.array([index.get(x, len(labels)) for x in predicted], dtype=int)
+    return g, p
+
+
+def _probability_metrics(
+    probs: np.ndarray | None, g: np.ndarray, k: int, *, seed: int, n_boot: int
+) -> tuple[dict[str, MetricValue], dict[str, np.ndarray]]:
+    """ece and brier from an (n, K) probability matrix (empty when probs is None).
+
+    ece uses the top probability and whether its label (argmax, first on ties) is gold.
+    """
+    if probs is None:
+        return {}, {}
+    p = np.asarray(probs, dtype=float)
+    if p.shape != (g.size, k):
+        raise ValueError(f"probs must have shape (n, len(labels)); got {p.shape}")
+    if not np.allclose(p.sum(axis=1), 1.0, atol=_PROB_SUM_TOL) or np.any(p < 0):
+        raise ValueError("each row of probs must be non-negative and sum to 1")
+    brier = ((p - np.eye(p.shape[1])[g]) ** 2).sum(axis=1)
+    confidence = p.max(axis=1)
+    top_correct = (np.argmax(p, axis=1) == g).astype(float)
+    metrics = {
+        "ece": _ece_metric(confidence, top_correct, seed=seed, n_boot=n_boot),
+        "brier": mean_metric(brier, seed=seed, n_boot=n_boot),
+    }
+    return metrics, {"brier": brier, "confidence": confidence}
+
+
+def classification_metrics(
+    gold: list[str],
+    predicted: list[str],
+    labels: list[str],
+    probs: np.ndarray | None = None,
+    *,
+    seed: int = 0,
+    n_boot: int = N_BOOT,
+) -> tuple[dict[str, MetricValue], dict[str, Any], list[dict[str, float]]]:
+    """Accuracy and macro/micro/weighted precision, recall, F1 (+ ece, brier given probs).
+
+    precision/recall/f1 are macro averages over all ``labels`` (sklearn, zero_division=0). A
+    prediction outside ``labels`` (e.g. a failed parse) is wrong for its gold class and counts as
+    a prediction of no class, exactly as sklearn with ``labels=labels``; so precision_micro can
+    exceed accuracy. accuracy has a Wilson interval; the others a bootstrap over items.
+    Returns aggregates, tables (``confusion_matrix`` with rows gold and columns predicted, its
+    ``out_of_labels`` count per gold row, and ``per_class``) and per-item dicts.
+    """
+    n = _same_length("classification_metrics", gold=gold, predicted=predicted)
+    g, p = _encode_labels(gold, predicted, labels)
+    k = len(labels)
+    codes = g * (k + 1) + p
+    counts = _confusion_counts(codes[None, :], k)
+    correct = (g == p).astype(float)
+    aggregates = {"accuracy": mean_metric(correct, binary=True)}
+    aggregates.update(_confusion_metrics(codes, k, seed=seed, n_boot=n_boot))
+    prob_metrics, prob_items = _probability_metrics(probs, g, k, seed=seed, n_boot=n_boot)
+    aggregates.update(prob_metrics)
+    tables = _classification_tables(counts[0], labels)
+    per_item = [
+        {"accuracy": float(correct[i]), **{key: float(v[i]) for key, v in prob_items.items()}}
+        for i in range(n)
+    ]
+    return aggregates, tables, per_item
+
+
+def _confusion_metrics(
+    codes: np.ndarray, k: int, *, seed: int, n_boot: int
+) -> dict[str, MetricValue]:
+    """The _CLASSIFICATION_NAMES metrics, bootstrap intervals from confusion counts per resample."""
+    n = codes.size
+    point = _classification_scores(_confusion_counts(codes[None, :], k))[0]
+    if n < 2:
+        return {
+            name: MetricValue(value=float(v), n=n)
+            for name, v in zip(_CLASSIFICATION_NAMES, point, strict=True)
+        }
+    dist = bootstrap_distribution(
+        n,
+        lambda idx: _classification_scores(_confusion_counts(codes[idx], k)),
+        n_boot=n_boot,
+        seed=seed,
+    )
+    lows, highs = percentile_interval(dist)
+    return {
+        name: MetricValue(
+            value=float(point[j]), ci_low=float(lows[j]), ci_high=float(highs[j]), n=n
+        )
+        for j, name in enumerate(_CLASSIFICATION_NAMES)
+    }
+
+
+def _classification_tables(counts: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
+    """confusion_matrix (K x K, rows gold) with out-of-label counts, and per_class scores."""
+    k = len(labels)
+    pc = {key: v[0] for key, v in _per_class(counts[None]).items()}
+    per_class = {
+        label: {
+            "precision": float(pc["precision"][i]),
+            "recall": float(pc["recall"][i]),
+            "f1": float(pc["f1"][i]),
+            "support": int(pc["support"][i]),
+        }
+        for i, label in enumerate(labels)
+    }
+    confusion = {
+        "labels": list(labels),
+        "matrix": counts[:, :k].astype(int).tolist(),
+        "out_of_labels": counts[:, k].astype(int).tolist(),
+    }
+    return {"confusion_matrix": confusion, "per_class": per_class}
+
+
+# --------------------------------------------------------------------------- perplexity
+
+
+def count_words(text: str) -> int:
+    """Words as lm-evaluation-harness counts them: len(re.split(r"\\s+", text))."""
+    return len(re.split(r"\s+", text))
+
+
+def count_bytes(text: str) -> int:
+    """UTF-8 bytes of the text, as lm-evaluation-harness counts them."""
+    return len(text.encode("utf-8"))
+
+
+def _exp_neg(r: np.ndarray) -> np.ndarray:
+    """exp(-r), elementwise."""
+    return np.exp(-r)
+
+
+def _bits(r: np.ndarray) -> np.ndarray:
+    """-r / ln 2, elementwise (nats per unit to bits per unit)."""
+    return -r / np.log(2)
+
+
+def perplexity_metrics(
+    logprobs: list[float],
+    n_tokens: list[int],
+    n_words: list[int],
+    n_bytes: list[int],
+    *,
+    seed: int = 0,
+    n_boot: int = N_BOOT,
+) -> dict[str, MetricValue]:
+    """Corpus-level perplexity, word_perplexity, byte_perplexity and bits_per_byte.
+
+    ``logprobs`` are per-document sums of token log-probabilities (natural log). Aggregation is
+    over the corpus (sum lp / sum units), as lm-evaluation-harness's weighted_perplexity and
+    bits_per_byte, not a mean of per-document values. Intervals resample documents. ``n`` counts
+    documents.
+    """
+    n = _same_length(
+        "perplexity_metrics", logprobs=logprobs, n_tokens=n_tokens, n_words=n_words, n_bytes=n_bytes
+    )
+    lp = np.asarray(logprobs, dtype=float)
+    if not np.all(np.isfinite(lp)):
+        raise ValueError("perplexity_metrics: log-probabilities must be finite")
+    specs = {
+        "perplexity": (n_tokens, _exp_neg),
+        "word_perplexity": (n_words, _exp_neg),
+        "byte_perplexity": (n_bytes, _exp_neg),
+        "bits_per_byte": (n_bytes, _bits),
+    }
+    out: dict[str, MetricValue] = {}
+    for name, (units, transform) in specs.items():
+        den = np.asarray(units, dtype=float)
+        if np.any(den < 0) or den.sum() <= 0:
+            raise ValueError(f"perplexity_metrics: counts for {name} must be >= 0 with a sum > 0")
+        with np.errstate(over="ignore"):
+            value = float(transform(np.asarray(lp.sum() / den.sum())))
+        if n < 2:
+            out[name] = MetricValue(value=value, n=n)
+            continue
+        low, high = ratio_bootstrap_ci(lp, den, transform, n_boot=n_boot, seed=seed)
+        out[name] = MetricValue(value=value, ci_low=low, ci_high=high, n=n)
+    return out
+
+
+# --------------------------------------------------------------------------- generation
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCTUATION = frozenset(string.punctuation)
+_ROUGE = rouge_scorer.RougeScorer(["rougeL"])
+
+
+def normalize_answer(s: str) -> str:
+    """SQuAD normalization: lower case, drop punctuation, articles (a/an/the), extra spaces."""
+    text = "".join(ch for ch in s.lower() if ch not in _PUNCTUATION)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def _check_refs(refs: Sequence[str]) -> None:
+    """Refuse an empty reference list or one given as a bare string."""
+    if isinstance(refs, str) or len(refs) == 0:
+        raise ValueError("references must be a non-empty list of strings per item")
+
+
+def exact_match(pred: str, refs: Sequence[str]) -> float:
+    """1.0 when the normalized prediction equals any normalized reference, else 0.0."""
+    _check_refs(refs)
+    target = normalize_answer(pred)
+    return float(any(target == normalize_answer(r) for r in refs))
+
+
+def _f1_tokens(pred_tokens: list[str], ref_tokens: list[str]) -> float:
+    """SQuAD token F1 of two token lists; 1.0 if both are empty, 0.0 if only one is."""
+    if not pred_tokens or not ref_tokens:
+        return float(pred_tokens == ref_tokens)
+    same = sum((Counter(pred_tokens) & Counter(ref_tokens)).values())
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(pred_tokens), same / len(ref_tokens)
+    return 2 * precision * recall / (precision + recall)
+
+
+def token_f1(pred: str, refs: Sequence[str]) -> float:
+    """SQuAD token F1 on normalized answers, max over references (both empty counts as 1.0)."""
+    _check_refs(refs)
+    tokens = normalize_answer(pred).split()
+    return max(_f1_tokens(tokens, normalize_answer(r).split()) for r in refs)
+
+
+def rouge_l(pred: str, refs: Sequence[str]) -> float:
+    """ROUGE-L F-measure (rouge_score, no stemming, default tokenizer), max over references."""
+    _check_refs(refs)
+    return max(_ROUGE.score(r, pred)["rougeL"].fmeasure for r in refs)
+
+
+def _reference_streams(references: Sequence[Sequence[str]]) -> list[list[str | None]]:
+    """sacrebleu's reference streams: stream j holds each item's j-th reference or None."""
+    width = max(len(refs) for refs in references)
+    return [[refs[j] if j < len(refs) else None for refs in references] for j in range(width)]
+
+
+def _corpus_metric(
+    metric: Metric,
+    predictions: Sequence[str],
+    streams: list[list[str | None]],
+    *,
+    seed: int,
+    n_boot: int,
+) -> MetricValue:
+    """A corpus sacrebleu score with a bootstrap over items on its per-segment statistics.
+
+    Like sacrebleu's own bootstrap, resamples sum segment statistics and rescore them through
+    ``Metric._compute_score_from_stats``; the point value is ``Metric.corpus_score`` itself.
+    """
+    n = len(predictions)
+    refs = cast(Sequence[Sequence[str]], streams)  # sacrebleu documents None as padding
+    value = float(metric.corpus_score(list(predictions), refs).score)
+    stats = np.asarray(metric._extract_corpus_statistics(predictions, refs), dtype=np.int64)
+
+    def chunk(idx: np.ndarray) -> np.ndarray:
+        summed = resample_counts(idx, n) @ stats
+        return np.array([_score_from_stats(metric, row) for row in summed])
+
+    return _bootstrapped(value, n, chunk, seed=seed, n_boot=n_boot)
+
+
+def _score_from_stats(metric: Metric, summed: np.ndarray) -> float:
+    """sacrebleu's corpus score from summed integer segment statistics."""
+    return float(metric._compute_score_from_stats([int(x) for x in summed]).score)
+
+
+def generation_metrics(
+    predictions: list[str],
+    references: list[list[str]],
+    *,
+    seed: int = 0,
+    n_boot: int = N_BOOT,
+    corpus_n_boot: int = CORPUS_N_BOOT,
+) -> tuple[dict[str, MetricValue], list[dict[str, float]]]:
+    """exact_match, token_f1, rouge_l (item means) and corpus bleu, chrf (sacrebleu defaults).
+
+    exact_match is binary and gets a Wilson interval; token_f1 and rouge_l a bootstrap of the
+    mean; bleu and chrf (0-100) a bootstrap over items that recomputes the corpus score from
+    sacrebleu's per-segment statistics. Items may have different numbers of references. Per-item
+    dicts add sentence-level bleu (sacrebleu.sentence_bleu) and chrf (sentence_chrf).
+    """
+    _same_length("generation_metrics", predictions=predictions, references=references)
+    for refs in references:
+        _check_refs(refs)
+    sentence_bleu, sentence_chrf = sacrebleu.BLEU(effective_order=True), sacrebleu.CHRF()
+    per_item = [
+        {
+            "exact_match": exact_match(pred, refs),
+            "token_f1": token_f1(pred, refs),
+            "rouge_l": rouge_l(pred, refs),
+            "bleu": float(sentence_bleu.sentence_score(pred, list(refs)).score),
+            "chrf": float(sentence_chrf.sentence_score(pred, list(refs)).score),
+        }
+        for pred, refs in zip(predictions, references, strict=True)
+    ]
+    column = {key: np.array([item[key] for item in per_item]) for key in per_item[0]}
+    streams = _reference_streams(references)
+    aggregates = {
+        "exact_match": mean_metric(column["exact_match"], binary=True),
+        "token_f1": mean_metric(column["token_f1"], seed=seed, n_boot=n_boot),
+        "rouge_l": mean_metric(column["rouge_l"], seed=seed, n_boot=n_boot),
+        "bleu": _corpus_metric(
+            sacrebleu.BLEU(), predictions, streams, seed=seed, n_boot=corpus_n_boot
+        ),
+        "chrf": _corpus_metric(
+            sacrebleu.CHRF(), predictions, streams, seed=seed, n_boot=corpus_n_boot
+        ),
+    }
+    return aggregates, per_item

@@ -1,0 +1,310 @@
+"""Statistics checked against scipy, brute force and simulations with a known truth."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from whetstone.evaluate.statistics import (
+    benjamini_hochberg,
+    bootstrap_ci,
+    mcnemar_exact,
+    paired_bootstrap,
+    paired_permutation_test,
+    ratio_bootstrap_ci,
+    resample_indices,
+    wilson_ci,
+)
+
+# ----------------------------------------------------------------------------- Wilson
+
+
+@pytest.mark.parametrize(
+    ("k", "n"), [(0, 1), (1, 1), (0, 10), (3, 10), (10, 10), (60, 200), (7, 13), (999, 1000)]
+)
+def test_wilson_matches_scipy(k: int, n: int) -> None:
+    ref = sps.binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    low, high = wilson_ci(k, n)
+    assert low == pytest.approx(ref.low, abs=1e-12)
+    assert high == pytest.approx(ref.high, abs=1e-12)
+
+
+def test_wilson_other_confidence_matches_scipy() -> None:
+    ref = sps.binomtest(30, 80).proportion_ci(confidence_level=0.9, method="wilson")
+    assert wilson_ci(30, 80, confidence=0.9) == pytest.approx((ref.low, ref.high), abs=1e-12)
+
+
+def test_wilson_rejects_bad_input() -> None:
+    with pytest.raises(ValueError):
+        wilson_ci(0, 0)
+    with pytest.raises(ValueError):
+        wilson_ci(5, 4)
+
+
+def test_wilson_coverage_bernoulli() -> None:
+    p, n = 0.3, 200
+    successes = np.random.default_rng(123).binomial(n, p, size=2000)
+    covered = [lo <= p <= hi for lo, hi in (wilson_ci(int(k), n) for k in successes)]
+    assert 0.93 <= np.mean(covered) <= 0.97
+    # exact coverage: probability mass of the outcomes whose interval covers p
+    exact = sum(
+        sps.binom.pmf(k, n, p)
+        for k in range(n + 1)
+        if wilson_ci(k, n)[0] <= p <= wilson_ci(k, n)[1]
+    )
+    assert 0.93 <= exact <= 0.97
+
+
+# ----------------------------------------------------------------------------- bootstrap
+
+
+def test_bootstrap_mean_coverage_bernoulli() -> None:
+    rng = np.random.default_rng(7)
+    p, n, reps = 0.3, 200, 400
+    covered = []
+    for rep in range(reps):
+        x = (rng.random(n) < p).astype(float)
+        lo, hi = bootstrap_ci(x, n_boot=500, seed=rep)
+        covered.append(lo <= p <= hi)
+    assert 0.92 <= np.mean(covered) <= 0.98
+
+
+def test_bootstrap_matches_plain_loop_reference() -> None:
+    """Same documented draws (one (n_boot, n) integer matrix from default_rng(seed)), via a loop."""
+    x = np.random.default_rng(0).normal(size=50)
+    rng = np.random.default_rng(11)
+    idx = rng.integers(0, x.size, size=(300, x.size))
+    reference = [np.median([x[j] for j in row]) for row in idx]
+    expected = np.quantile(reference, [0.025, 0.975])
+    assert bootstrap_ci(x, np.median, n_boot=300, seed=11) == pytest.approx(tuple(expected))
+
+
+def test_bootstrap_statistic_without_axis_falls_back_to_rows() -> None:
+    x = np.random.default_rng(1).normal(size=40)
+
+    def trimmed(v: np.ndarray) -> float:
+        return float(sps.trim_mean(v, 0.1))
+
+    def trimmed_axis(v: np.ndarray, axis: int) -> np.ndarray:
+        return np.asarray(sps.trim_mean(v, 0.1, axis=axis))
+
+    a = bootstrap_ci(x, trimmed, n_boot=200, seed=3)
+    b = bootstrap_ci(x, trimmed_axis, n_boot=200, seed=3)
+    assert a == pytest.approx(b)
+
+
+def test_bootstrap_deterministic_and_seed_dependent() -> None:
+    x = np.random.default_rng(2).normal(size=300)
+    assert bootstrap_ci(x, seed=5) == bootstrap_ci(x, seed=5)
+    assert bootstrap_ci(x, seed=5) != bootstrap_ci(x, seed=6)
+
+
+def test_resample_indices_chunks_cover_n_boot_rows() -> None:
+    chunks = list(resample_indices(1000, n_boot=1001, seed=0, chunk_elements=100_000))
+    assert len(chunks) > 1
+    assert sum(c.shape[0] for c in chunks) == 1001
+    assert all(c.shape[1] == 1000 and c.min() >= 0 and c.max() < 1000 for c in chunks)
+
+
+def test_bootstrap_large_n_is_fast() -> None:
+    import time
+
+    x = np.random.default_rng(3).normal(size=10_000)
+    start = time.perf_counter()
+    lo, hi = bootstrap_ci(x, n_boot=1000)
+    assert time.perf_counter() - start < 3.0
+    assert lo < x.mean() < hi
+
+
+def test_bootstrap_empty_raises() -> None:
+    with pytest.raises(ValueError, match="empty"):
+        bootstrap_ci([])
+
+
+def test_clustered_bootstrap_with_singleton_clusters_equals_item_bootstrap() -> None:
+    x = np.random.default_rng(4).normal(size=120)
+    singletons = np.arange(120)
+    for stat in (np.mean, np.median):
+        assert bootstrap_ci(x, stat, seed=2, clusters=singletons) == pytest.approx(
+            bootstrap_ci(x, stat, seed=2)
+        )
+
+
+def test_clustered_bootstrap_covers_with_cluster_effects_where_naive_fails() -> None:
+    rng = np.random.default_rng(5)
+    n_clusters, size, reps = 40, 10, 200
+    clusters = np.repeat(np.arange(n_clusters), size)
+    clustered, naive = [], []
+    for rep in range(reps):
+        x = np.repeat(rng.normal(size=n_clusters), size) + rng.normal(size=n_clusters * size)
+        lo, hi = bootstrap_ci(x, n_boot=400, seed=rep, clusters=clusters)
+        clustered.append(lo <= 0.0 <= hi)
+        lo, hi = bootstrap_ci(x, n_boot=400, seed=rep)
+        naive.append(lo <= 0.0 <= hi)
+    assert 0.88 <= np.mean(clustered) <= 0.99
+    assert np.mean(naive) < 0.75
+
+
+def test_clustered_bootstrap_length_mismatch_raises() -> None:
+    with pytest.raises(ValueError, match="clusters"):
+        bootstrap_ci([1.0, 2.0, 3.0], clusters=[0, 1])
+
+
+# ----------------------------------------------------------------------------- ratio bootstrap
+
+
+def test_ratio_bootstrap_matches_loop_reference() -> None:
+    rng = np.random.default_rng(8)
+    tokens = rng.integers(5, 50, size=30).astype(float)
+    logprob = -tokens * rng.uniform(1.0, 3.0, size=30)
+    draws = np.random.default_rng(9).integers(0, 30, size=(250, 30))
+    reference = [
+        np.exp(-sum(logprob[j] for j in row) / sum(tokens[j] for j in row)) for row in draws
+    ]
+    expected = np.quantile(reference, [0.025, 0.975])
+    got = ratio_bootstrap_ci(logprob, tokens, lambda r: np.exp(-r), n_boot=250, seed=9)
+    assert got == pytest.approx(tuple(expected))
+
+
+def test_ratio_bootstrap_coverage() -> None:
+    rng = np.random.default_rng(10)
+    truth, covered = 2.0, []
+    for rep in range(200):
+        tokens = rng.integers(20, 200, size=60).astype(float)
+        nll = rng.normal(truth * tokens, 3.0 * np.sqrt(tokens))
+        lo, hi = ratio_bootstrap_ci(-nll, tokens, lambda r: -r, n_boot=400, seed=rep)
+        covered.append(lo <= truth <= hi)
+    assert 0.9 <= np.mean(covered) <= 0.99
+
+
+# ----------------------------------------------------------------------------- McNemar
+
+
+def _mcnemar_reference(b: int, c: int) -> float:
+    """Two-sided exact binomial p-value from the pmf: sum of outcomes no likelier than b."""
+    m = b + c
+    pmf = sps.binom.pmf(np.arange(m + 1), m, 0.5)
+    return float(min(1.0, pmf[pmf <= pmf[b] * (1 + 1e-7)].sum()))
+
+
+@pytest.mark.parametrize(("b", "c"), [(5, 1), (1, 5), (10, 10), (0, 7), (30, 12), (1, 0)])
+def test_mcnemar_matches_binomial_pmf(b: int, c: int) -> None:
+    both = 17
+    neither = 9
+    a_correct = [1] * b + [0] * c + [1] * both + [0] * neither
+    b_correct = [0] * b + [1] * c + [1] * both + [0] * neither
+    result = mcnemar_exact(a_correct, b_correct)
+    assert (result.b, result.c) == (b, c)
+    assert result.p_value == pytest.approx(_mcnemar_reference(b, c), rel=1e-9)
+    assert result.p_value == pytest.approx(min(1.0, 2 * sps.binom.cdf(min(b, c), b + c, 0.5)))
+
+
+def test_mcnemar_no_discordant_pairs() -> None:
+    result = mcnemar_exact([1, 0, 1], [1, 0, 1])
+    assert (result.b, result.c, result.p_value) == (0, 0, 1.0)
+
+
+# ----------------------------------------------------------------------------- paired tests
+
+
+def test_paired_bootstrap_coverage_of_known_difference() -> None:
+    rng = np.random.default_rng(12)
+    delta, covered = 0.2, []
+    for rep in range(300):
+        skill = rng.normal(size=150)
+        a = skill + rng.normal(scale=0.5, size=150)
+        b = skill + delta + rng.normal(scale=0.5, size=150)
+        result = paired_bootstrap(a, b, n_boot=400, seed=rep)
+        assert result.diff == pytest.approx(b.mean() - a.mean())
+        covered.append(result.ci_low <= delta <= result.ci_high)
+    assert 0.91 <= np.mean(covered) <= 0.98
+
+
+def test_paired_tests_reject_about_five_percent_under_null() -> None:
+    rng = np.random.default_rng(13)
+    boot_rejections, perm_rejections = [], []
+    for rep in range(300):
+        skill = rng.normal(size=100)
+        a = skill + rng.normal(size=100)
+        b = skill + rng.normal(size=100)
+        boot_rejections.append(paired_bootstrap(a, b, n_boot=400, seed=rep).p_value < 0.05)
+        perm_rejections.append(paired_permutation_test(a, b, n_perm=400, seed=rep).p_value < 0.05)
+    assert 0.02 <= np.mean(boot_rejections) <= 0.09
+    assert 0.02 <= np.mean(perm_rejections) <= 0.09
+
+
+def test_paired_tests_detect_a_real_difference() -> None:
+    rng = np.random.default_rng(14)
+    a = rng.normal(size=200)
+    b = a + 0.5 + rng.normal(scale=0.3, size=200)
+    assert paired_bootstrap(a, b, n_boot=1000).p_value < 0.01
+    assert paired_permutation_test(a, b, n_perm=2000).p_value < 0.01
+
+
+def test_paired_bootstrap_identical_inputs() -> None:
+    x = np.random.default_rng(15).normal(size=50)
+    result = paired_bootstrap(x, x)
+    assert (result.diff, result.ci_low, result.ci_high, result.p_value) == (0.0, 0.0, 0.0, 1.0)
+
+
+def test_paired_bootstrap_length_mismatch_raises() -> None:
+    with pytest.raises(ValueError, match="paired"):
+        paired_bootstrap([1.0, 2.0], [1.0])
+
+
+def test_permutation_exact_matches_brute_force_and_scipy() -> None:
+    rng = np.random.default_rng(16)
+    a = rng.normal(size=10)
+    b = a + rng.normal(0.4, 1.0, size=10)
+    d = b - a
+    observed = d.mean()
+    flips = [np.mean(np.array(s) * d) for s in itertools.product([-1, 1], repeat=d.size)]
+    brute = np.mean(np.abs(flips) >= abs(observed) - 1e-12)
+    ref = sps.permutation_test(
+        (d,), np.mean, permutation_type="samples", n_resamples=np.inf, alternative="two-sided"
+    )
+    result = paired_permutation_test(a, b)
+    assert result.diff == pytest.approx(observed)
+    assert result.p_value == pytest.approx(brute)
+    assert result.p_value == pytest.approx(ref.pvalue)
+
+
+def test_permutation_monte_carlo_close_to_scipy() -> None:
+    rng = np.random.default_rng(17)
+    a = rng.normal(size=60)
+    b = a + rng.normal(0.25, 1.0, size=60)
+    ref = sps.permutation_test(
+        (b - a,),
+        np.mean,
+        permutation_type="samples",
+        n_resamples=20000,
+        alternative="two-sided",
+        rng=np.random.default_rng(1),
+    )
+    got = paired_permutation_test(a, b, n_perm=20000, seed=0).p_value
+    assert 0.0 < ref.pvalue < 0.5
+    assert got == pytest.approx(ref.pvalue, abs=0.01)
+
+
+# ----------------------------------------------------------------------------- BH
+
+
+def test_benjamini_hochberg_matches_scipy() -> None:
+    rng = np.random.default_rng(18)
+    p = np.concatenate([rng.uniform(size=40), rng.uniform(0, 0.01, size=10), [0.02, 0.02, 1.0]])
+    rng.shuffle(p)
+    expected = sps.false_discovery_control(p, method="bh")
+    np.testing.assert_allclose(benjamini_hochberg(p), expected, rtol=1e-12)
+
+
+def test_benjamini_hochberg_keeps_shape_and_rejects_bad_values() -> None:
+    p = np.array([[0.01, 0.04], [0.03, 0.5]])
+    expected = sps.false_discovery_control(p.ravel(), method="bh").reshape(2, 2)
+    np.testing.assert_allclose(benjamini_hochberg(p), expected)
+    with pytest.raises(ValueError):
+        benjamini_hochberg([0.1, 1.5])
+    with pytest.raises(ValueError):
+        benjamini_hochberg([0.1, float("nan")])
