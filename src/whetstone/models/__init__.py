@@ -40,7 +40,7 @@ def load_model(
     api_key_env: str = "OPENAI_API_KEY",
     max_length: int | None = None,
 ) -> LanguageModel:
-    """A model from a spec: `default`, `fake[:SEED]`, `openai:NAME`, a .gguf file, a folder or hub id."""
+    """A model from a spec: `default`, `fake[:SEED[:DELAY]]`, `openai:NAME`, a .gguf file, a folder or hub id."""
     if spec == "default":
         from whetstone.models.gguf import DEFAULT_MODEL_NAME, default_model_dir
         from whetstone.models.hf import HFModel
@@ -53,7 +53,11 @@ def load_model(
     if spec == "fake" or spec.startswith("fake:"):
         from whetstone.models.fake import FakeModel
 
-        return FakeModel(seed=int(spec.partition(":")[2] or 0))
+        _, seed, delay = (spec.split(":") + ["", ""])[:3]
+        try:
+            return FakeModel(seed=int(seed or 0), delay=float(delay or 0))
+        except ValueError as exc:
+            raise ModelError(f"model '{spec}': expected fake[:SEED[:DELAY_SECONDS]]") from exc
     if spec.startswith("openai:"):
         from whetstone.models.openai_http import OpenAIModel
 

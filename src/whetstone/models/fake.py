@@ -7,6 +7,7 @@ HTTP client can be exercised end to end in milliseconds without torch.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -21,10 +22,16 @@ VOCAB = 258
 
 
 class FakeModel(TokenizedBackend):
-    """Byte-level bigram language model; `seed` picks the weights, `bias` favours some bytes."""
+    """Byte-level bigram language model; `seed` picks the weights, `bias` favours some bytes.
 
-    def __init__(self, seed: int = 0, max_length: int = 2048, bias: str = " etaoinshr") -> None:
+    `delay` (seconds per scored window or generated text) simulates a slow model or server.
+    """
+
+    def __init__(
+        self, seed: int = 0, max_length: int = 2048, bias: str = " etaoinshr", delay: float = 0.0
+    ) -> None:
         self.seed = seed
+        self.delay = delay
         self.bias = bias
         self._max_length = max_length
         rng = np.random.default_rng(seed)
@@ -61,6 +68,8 @@ class FakeModel(TokenizedBackend):
         """Sum of bigram log-probabilities over each window's targets."""
         out = []
         for w in windows:
+            if self.delay:
+                time.sleep(self.delay)
             toks = np.asarray(w.tokens)
             prev, nxt = toks[-w.n_targets - 1 : -1], toks[-w.n_targets :]
             rows = self.logprobs_[prev]

@@ -257,8 +257,11 @@ class HFModel(TokenizedBackend):
         if not ids:
             return []
         out = [TokenLogprob(int(ids[0]), None)]
-        x = torch.tensor([list(ids)], device=self.device)
-        logits_all = self.model(input_ids=x).logits[0, :-1]
+        if len(ids) == 1:
+            return out
+        # the last token is never input: max_length + 1 ids fit, as in `score`'s windows
+        x = torch.tensor([list(ids[:-1])], device=self.device)
+        logits_all = self.model(input_ids=x).logits[0]
         for lo in range(0, logits_all.shape[0], HEAD_CHUNK):
             logp = torch.log_softmax(logits_all[lo : lo + HEAD_CHUNK].float(), dim=-1)
             top_v, top_i = logp.topk(top_k, dim=-1) if top_k else (None, None)
