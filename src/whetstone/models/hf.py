@@ -211,6 +211,7 @@ class HFModel(TokenizedBackend):
 
     def _score_batch(self, windows: Sequence[ScoreWindow]) -> list[WindowScore]:
         torch = _torch()
+        torch.set_grad_enabled(False)  # grad mode is per thread: callers may be on another one
         inputs = [w.tokens[:-1] for w in windows]
         width = max(len(x) for x in inputs)
         pad = self.tokenizer.pad_token_id or 0
@@ -254,6 +255,7 @@ class HFModel(TokenizedBackend):
     def token_logprobs(self, ids: Sequence[int], top_k: int = 0) -> list[TokenLogprob]:
         """Log-probability of every token given those before it, with top-k alternatives."""
         torch = _torch()
+        torch.set_grad_enabled(False)  # grad mode is per thread: callers may be on another one
         if not ids:
             return []
         out = [TokenLogprob(int(ids[0]), None)]
