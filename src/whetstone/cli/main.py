@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from whetstone.cli.evaluate import compare_command, evaluate_command, runs_command, show_command
+from whetstone.cli.quickstart import quickstart_command
 from whetstone.cli.serve import serve_command
 
 app = typer.Typer(
@@ -16,6 +17,7 @@ app.command("compare")(compare_command)
 app.command("runs")(runs_command)
 app.command("show")(show_command)
 app.command("serve")(serve_command)
+app.command("quickstart")(quickstart_command)
 
 if __name__ == "__main__":
     app()

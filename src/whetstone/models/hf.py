@@ -216,22 +216,22 @@ class HFModel(TokenizedBackend):
         width = max(len(x) for x in inputs)
         pad = self.tokenizer.pad_token_id or 0
         ids = torch.full((len(inputs), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(inputs), width), dtype=torch.long)
         rows, cols, targets = [], [], []
         for b, (w, x) in enumerate(zip(windows, inputs, strict=True)):
             ids[b, : len(x)] = torch.tensor(x)
-            mask[b, : len(x)] = 1
             start = len(x) - w.n_targets
             rows += [b] * w.n_targets
             cols += range(start, len(x))
             targets += w.tokens[-w.n_targets :]
-        ids, mask = ids.to(self.device), mask.to(self.device)
+        # Right padding needs no attention mask: under the causal mask a real token only sees
+        # positions before it, never the pads after it; dropping the mask keeps the fast kernels.
+        ids = ids.to(self.device)
         if self._head_only:
-            hidden = self._body_and_head()[0](input_ids=ids, attention_mask=mask).last_hidden_state
+            hidden = self._body_and_head()[0](input_ids=ids).last_hidden_state
             selected = hidden[torch.tensor(rows), torch.tensor(cols)]
         else:
             selected = None
-            logits_all = self.model(input_ids=ids, attention_mask=mask).logits
+            logits_all = self.model(input_ids=ids).logits
         target_t = torch.tensor(targets, device=self.device)
         logprobs, greedy = [], []
         for lo in range(0, len(targets), HEAD_CHUNK):
