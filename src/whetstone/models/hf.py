@@ -15,11 +15,15 @@ from typing import Any
 
 from whetstone.errors import ModelError, missing_extra
 from whetstone.models.base import GenerationRequest, Progress, TokenLogprob
+from whetstone.models.hf_scoring import (
+    HEAD_CHUNK,
+    cache_kwarg,
+    score_batch,
+    score_shared_contexts,
+    shared_contexts,
+)
 from whetstone.models.tokenized import ScoreWindow, TokenizedBackend, WindowScore, cut_at_stop
 from whetstone.records import ModelIdentity
-
-HEAD_CHUNK = 512
-"""Positions per LM-head chunk: 512 x 262,144 float32 logits is 0.5 GB for Gemma 3."""
 
 DEFAULT_TOKEN_BUDGET = {"cpu": 8192, "cuda": 65536}
 """Padded tokens per forward pass when no batch size is given."""
@@ -70,6 +74,14 @@ def weights_hash(folder: Path) -> str:
     return digest.hexdigest()
 
 
+class _LogitsAsHidden:
+    """A model output whose logits stand in for hidden states on the plain path."""
+
+    def __init__(self, output: Any) -> None:
+        self.last_hidden_state = output.logits
+        self.past_key_values = getattr(output, "past_key_values", None)
+
+
 class HFModel(TokenizedBackend):
     """A causal LM loaded with transformers; `source` is a folder or a hub id in the cache."""
 
@@ -90,7 +102,8 @@ class HFModel(TokenizedBackend):
         self.batch_size = batch_size
         self.tokenizer, self.model = self._load()
         self._max_length = max_length or self._default_max_length()
-        self._head_only = self._check_head_path()
+        self._head_only = False
+        self._head_only, self._share_prefix = self._check_fast_paths()
         dtype_name = str(self.torch_dtype).removeprefix("torch.")
         self.identity = ModelIdentity(
             backend="hf",
@@ -153,27 +166,63 @@ class HFModel(TokenizedBackend):
 
     # -- scoring -------------------------------------------------------------------------
 
-    def _body_and_head(self) -> tuple[Any, Any]:
-        body = getattr(self.model, self.model.base_model_prefix, None)
-        return body, self.model.get_output_embeddings()
+    def _body(self, **kwargs: Any) -> Any:
+        """The decoder without its LM head (or the whole model, whose logits then serve)."""
+        module = (
+            getattr(self.model, self.model.base_model_prefix) if self._head_only else self.model
+        )
+        if "cache" in kwargs:
+            kwargs[cache_kwarg(module)] = kwargs.pop("cache")
+        out = module(**kwargs)
+        return out if self._head_only else _LogitsAsHidden(out)
 
     def _head_logits(self, hidden: Any) -> Any:
-        logits = self._body_and_head()[1](hidden).float()
+        """Float32 logits from hidden states (identity when the body already gave logits)."""
+        if not self._head_only:
+            return hidden.float()
+        logits = self.model.get_output_embeddings()(hidden).float()
         cap = getattr(self.model.config, "final_logit_softcapping", None)
         if cap:
             logits = (logits / cap).tanh() * cap
         return logits
 
-    def _check_head_path(self) -> bool:
-        """True when body + LM head reproduce the model's own logits (else use full logits)."""
+    def _check_fast_paths(self) -> tuple[bool, bool]:
+        """Whether body + LM head, and a shared key/value cache, reproduce the model's logits.
+
+        Checked once on a short input, so an architecture with extra logit scaling or without
+        a usable cache falls back to the plain (slower, still exact) path, never to wrong numbers.
+        """
         torch = _torch()
-        body, head = self._body_and_head()
-        if body is None or head is None:
-            return False
-        ids = torch.tensor([self.encode("The quick brown fox jumps")], device=self.device)
-        full = self.model(input_ids=ids).logits.float()
-        ours = self._head_logits(body(input_ids=ids).last_hidden_state)
-        return bool(torch.allclose(full, ours, atol=1e-3, rtol=1e-3))
+        torch.set_grad_enabled(False)
+        ids = self.encode("The quick brown fox jumps over the lazy dog")
+        x = torch.tensor([ids], device=self.device)
+        full = self.model(input_ids=x).logits.float()[0]
+        base = getattr(self.model, self.model.base_model_prefix, None)
+        if base is None or self.model.get_output_embeddings() is None:
+            return False, False
+        self._head_only = True
+        ours = self._head_logits(base(input_ids=x).last_hidden_state)[0]
+        if not torch.allclose(full, ours, atol=1e-3, rtol=1e-3):
+            self._head_only = False
+            return False, False
+        windows = [
+            ScoreWindow(tuple(ids[:k]), k - c)
+            for c, k in ((3, len(ids) - 1), (3, len(ids)), (5, len(ids)), (5, len(ids) - 2))
+        ]
+        plain = score_batch(self._body, self._head_logits, windows, 0, self.device)
+        groups = [(tuple(ids[:3]), windows[:2]), (tuple(ids[:5]), windows[2:])]
+        try:
+            shared = score_shared_contexts(self._body, self._head_logits, groups, 0, self.device)
+            shared += score_shared_contexts(
+                self._body, self._head_logits, groups[:1], 0, self.device
+            )
+        except (TypeError, ValueError, AttributeError, RuntimeError, NotImplementedError):
+            return True, False
+        same = all(
+            abs(a.logprob - b.logprob) < 1e-3
+            for a, b in zip(plain + plain[:2], shared, strict=True)
+        )
+        return True, same
 
     def _batches(self, order: list[int], windows: Sequence[ScoreWindow]) -> Iterator[list[int]]:
         """Windows sorted longest first, grouped by count or by a padded-token budget."""
@@ -192,65 +241,73 @@ class HFModel(TokenizedBackend):
         if batch:
             yield batch
 
+    def _group_batches(
+        self, groups: list[tuple[tuple[int, ...], list[int]]], windows: Sequence[ScoreWindow]
+    ) -> Iterator[list[tuple[tuple[int, ...], list[int]]]]:
+        """Shared-context groups, longest context first, packed by count or token budget.
+
+        Contexts padded together must fit the model's sliding attention window, since the
+        window is counted in cache slots, pads included; longer ones go one group at a time.
+        """
+        limit = getattr(self.model.config, "sliding_window", None) or 10**9
+        budget = DEFAULT_TOKEN_BUDGET["cuda" if self.device.startswith("cuda") else "cpu"]
+        batch: list[tuple[tuple[int, ...], list[int]]] = []
+        width = rest = count = 0
+        for ctx, idx in groups:
+            need_rest = max(len(windows[i].tokens) - len(ctx) for i in idx)
+            new_width, new_rest = max(width, len(ctx)), max(rest, need_rest)
+            new_count = count + len(idx)
+            too_big = (
+                len(batch) >= self.batch_size
+                if self.batch_size
+                else new_width * (len(batch) + 1) + new_rest * new_count > budget
+            )
+            if batch and (too_big or new_width + new_rest > limit):
+                yield batch
+                batch, new_width, new_rest, new_count = [], len(ctx), need_rest, len(idx)
+            batch.append((ctx, idx))
+            width, rest, count = new_width, new_rest, new_count
+        if batch:
+            yield batch
+
     def score(
         self, windows: Sequence[ScoreWindow], progress: Progress | None = None
     ) -> list[WindowScore]:
-        """Score windows in length-sorted batches; identical windows are scored once."""
+        """Score windows: shared contexts run once, the rest in length-sorted batches.
+
+        Identical windows are scored once. Results do not depend on the batch size.
+        """
+        torch = _torch()
+        torch.set_grad_enabled(False)  # grad mode is per thread: callers may be on another one
         unique: dict[ScoreWindow, int] = {}
         for w in windows:
             unique.setdefault(w, len(unique))
         distinct = list(unique)
-        order = sorted(range(len(distinct)), key=lambda i: -len(distinct[i].tokens))
         results: list[WindowScore | None] = [None] * len(distinct)
-        for batch in self._batches(order, distinct):
-            for i, s in zip(batch, self._score_batch([distinct[i] for i in batch]), strict=True):
+        if self._share_prefix:
+            shared, alone = shared_contexts(distinct)
+        else:
+            shared, alone = {}, list(range(len(distinct)))
+        pad = self.tokenizer.pad_token_id or 0
+        for batch in self._group_batches(
+            sorted(shared.items(), key=lambda kv: -len(kv[0])), distinct
+        ):
+            groups = [(ctx, [distinct[i] for i in idx]) for ctx, idx in batch]
+            scores = score_shared_contexts(self._body, self._head_logits, groups, pad, self.device)
+            flat = [i for _, idx in batch for i in idx]
+            for i, s in zip(flat, scores, strict=True):
+                results[i] = s
+            if progress:
+                progress(len(flat))
+        alone.sort(key=lambda i: -len(distinct[i].tokens))
+        for batch in self._batches(alone, distinct):
+            group = [distinct[i] for i in batch]
+            scores = score_batch(self._body, self._head_logits, group, pad, self.device)
+            for i, s in zip(batch, scores, strict=True):
                 results[i] = s
             if progress:
                 progress(len(batch))
         return [results[unique[w]] for w in windows]  # type: ignore[misc]
-
-    def _score_batch(self, windows: Sequence[ScoreWindow]) -> list[WindowScore]:
-        torch = _torch()
-        torch.set_grad_enabled(False)  # grad mode is per thread: callers may be on another one
-        inputs = [w.tokens[:-1] for w in windows]
-        width = max(len(x) for x in inputs)
-        pad = self.tokenizer.pad_token_id or 0
-        ids = torch.full((len(inputs), width), pad, dtype=torch.long)
-        rows, cols, targets = [], [], []
-        for b, (w, x) in enumerate(zip(windows, inputs, strict=True)):
-            ids[b, : len(x)] = torch.tensor(x)
-            start = len(x) - w.n_targets
-            rows += [b] * w.n_targets
-            cols += range(start, len(x))
-            targets += w.tokens[-w.n_targets :]
-        # Right padding needs no attention mask: under the causal mask a real token only sees
-        # positions before it, never the pads after it; dropping the mask keeps the fast kernels.
-        ids = ids.to(self.device)
-        if self._head_only:
-            hidden = self._body_and_head()[0](input_ids=ids).last_hidden_state
-            selected = hidden[torch.tensor(rows), torch.tensor(cols)]
-        else:
-            selected = None
-            logits_all = self.model(input_ids=ids).logits
-        target_t = torch.tensor(targets, device=self.device)
-        logprobs, greedy = [], []
-        for lo in range(0, len(targets), HEAD_CHUNK):
-            hi = min(lo + HEAD_CHUNK, len(targets))
-            if selected is not None:
-                logits = self._head_logits(selected[lo:hi])
-            else:
-                logits = logits_all[torch.tensor(rows[lo:hi]), torch.tensor(cols[lo:hi])].float()
-            logp = torch.log_softmax(logits, dim=-1)
-            logprobs.append(logp.gather(1, target_t[lo:hi, None])[:, 0].double())
-            greedy.append(logits.argmax(dim=-1) == target_t[lo:hi])
-        lp, gr = torch.cat(logprobs).cpu(), torch.cat(greedy).cpu()
-        out, pos = [], 0
-        for w in windows:
-            out.append(
-                WindowScore(float(lp[pos : pos + w.n_targets].sum()), bool(gr[pos : pos + w.n_targets].all()))
-            )
-            pos += w.n_targets
-        return out
 
     def token_logprobs(self, ids: Sequence[int], top_k: int = 0) -> list[TokenLogprob]:
         """Log-probability of every token given those before it, with top-k alternatives."""
@@ -283,7 +340,11 @@ class HFModel(TokenizedBackend):
             "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
         }
         if request.temperature > 0:
-            kwargs |= {"do_sample": True, "temperature": request.temperature, "top_p": request.top_p}
+            kwargs |= {
+                "do_sample": True,
+                "temperature": request.temperature,
+                "top_p": request.top_p,
+            }
         else:
             kwargs |= {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
         if request.stop:
@@ -301,7 +362,9 @@ class HFModel(TokenizedBackend):
         outputs: dict[int, str] = {}
         groups: dict[tuple[Any, ...], list[int]] = {}
         for i, r in enumerate(requests):
-            groups.setdefault((r.max_new_tokens, r.stop, r.temperature, r.top_p, r.seed), []).append(i)
+            groups.setdefault(
+                (r.max_new_tokens, r.stop, r.temperature, r.top_p, r.seed), []
+            ).append(i)
         size = self.batch_size or 8
         for idxs in groups.values():
             idxs.sort(key=lambda i: -len(requests[i].prompt))
@@ -309,7 +372,9 @@ class HFModel(TokenizedBackend):
                 batch = idxs[lo : lo + size]
                 first = requests[batch[0]]
                 torch.manual_seed(first.seed)
-                for i, text in zip(batch, self._generate_batch([requests[i] for i in batch]), strict=True):
+                for i, text in zip(
+                    batch, self._generate_batch([requests[i] for i in batch]), strict=True
+                ):
                     outputs[i] = cut_at_stop(text, requests[i].stop)[0]
                 if progress:
                     progress(len(batch))
@@ -338,7 +403,9 @@ class HFModel(TokenizedBackend):
         from transformers import TextIteratorStreamer
 
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        ids = torch.tensor([self._prompt_ids(request.prompt, request.max_new_tokens)], device=self.device)
+        ids = torch.tensor(
+            [self._prompt_ids(request.prompt, request.max_new_tokens)], device=self.device
+        )
         torch.manual_seed(request.seed)
         kwargs = self._generate_kwargs(request) | {"input_ids": ids, "streamer": streamer}
         thread = threading.Thread(target=self.model.generate, kwargs=kwargs, daemon=True)
