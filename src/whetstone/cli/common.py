@@ -71,14 +71,15 @@ class RichReporter:
         self.current: Any = None
 
     def __enter__(self) -> RichReporter:
-        self.progress.start()
-        return self
+        return self  # the bars start with the first task: an input error prints only its line
 
     def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
+        if self.progress.live.is_started:
+            self.progress.stop()
 
     def task_started(self, name: str, total: int) -> None:
         """Add a bar for the task."""
+        self.progress.start()
         self.current = self.progress.add_task(name, total=total)
 
     def advance(self, n: int) -> None:

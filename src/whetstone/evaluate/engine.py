@@ -61,6 +61,8 @@ def prepare_tasks(
     tasks: Sequence[TaskConfig | str | Path], limit: int | None = None
 ) -> list[PreparedTask]:
     """Load task files and their data; every input error surfaces here, before any work."""
+    if limit is not None and limit < 1:
+        raise ConfigError(f"--limit {limit}: expected at least 1 item per task")
     configs: list[TaskConfig] = []
     for t in tasks:
         configs += [t] if isinstance(t, TaskConfig) else load_tasks(t)

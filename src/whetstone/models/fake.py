@@ -13,7 +13,13 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from whetstone.models.base import GenerationRequest, Progress, TokenLogprob
-from whetstone.models.tokenized import ScoreWindow, TokenizedBackend, WindowScore, cut_at_stop
+from whetstone.models.tokenized import (
+    ScoreWindow,
+    TokenizedBackend,
+    WindowScore,
+    cut_at_stop,
+    stop_prefix_length,
+)
 from whetstone.records import ModelIdentity
 
 BOS = 256
@@ -111,8 +117,14 @@ class FakeModel(TokenizedBackend):
             pending = []
             text += piece
             cut, stopped = cut_at_stop(text, request.stop)
-            if len(cut) > emitted:
-                yield cut[emitted:]
-                emitted = len(cut)
+            # hold back a tail that may begin a stop string: it must not be emitted if it does
+            ready = len(cut) if stopped else len(cut) - stop_prefix_length(cut, request.stop)
+            if ready > emitted:
+                yield cut[emitted:ready]
+                emitted = ready
             if stopped:
                 return
+        # the budget or EOS: the held-back tail and the bytes of an unfinished UTF-8 sequence
+        cut, _ = cut_at_stop(text + self.decode(pending), request.stop)
+        if len(cut) > emitted:
+            yield cut[emitted:]

@@ -90,7 +90,8 @@ class TokenizedBackend(TokenModel):
         """The window that scores one request, left-truncated to the model's length."""
         context_ids, continuation_ids = self.encode_pair(request.context, request.continuation)
         tokens = (context_ids + continuation_ids)[-(self.max_length + 1) :]
-        return ScoreWindow(tuple(tokens), len(continuation_ids))
+        # a continuation longer than the model: its first tokens have no context left to score
+        return ScoreWindow(tuple(tokens), min(len(continuation_ids), len(tokens) - 1))
 
     def loglikelihood(
         self, requests: Sequence[LoglikelihoodRequest], progress: Progress | None = None
@@ -157,3 +158,8 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     """Text up to the first stop string, and whether one was found."""
     cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=-1)
     return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+def stop_prefix_length(text: str, stop: Sequence[str]) -> int:
+    """Length of the longest end of `text` that begins a stop string (streams hold it back)."""
+    return max((k for s in stop for k in range(1, len(s)) if text.endswith(s[:k])), default=0)

@@ -447,6 +447,12 @@ def gold_index(task: TaskConfig, item: dict[str, Any]) -> int:
             f"task '{task.name}': item {item_id}: column '{task.choices}' must hold a non-empty "
             f"list of choice texts, got {_short(choices)}"
         )
+    empty = [i for i, choice in enumerate(choices) if str(choice) == ""]
+    if empty:
+        raise DataError(
+            f"task '{task.name}': item {item_id}: choice {empty[0]} in column '{task.choices}' "
+            "is empty (expected a non-empty text for every choice)"
+        )
     value = item.get(task.answer)
     if task.answer_labels is not None:
         labels = item.get(task.answer_labels)

@@ -114,6 +114,20 @@ class TaskConfig(_Strict):
             return {str(k) if isinstance(k, int | float) else k: v for k, v in value.items()}
         return value
 
+    @field_validator("labels")
+    @classmethod
+    def _distinct_verbalizations(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        # predictions are compared by their verbalized text, so two labels cannot share one
+        seen: dict[str, str] = {}
+        for key, text in (value or {}).items():
+            if text in seen:
+                raise ValueError(
+                    f"labels '{seen[text]}' and '{key}' are both verbalized as {text!r}; "
+                    "expected a distinct text per label"
+                )
+            seen[text] = key
+        return value
+
     @model_validator(mode="after")
     def _kind_fields(self) -> TaskConfig:
         needed = {
