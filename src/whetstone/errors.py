@@ -23,6 +23,4 @@ class ModelError(WhetstoneError):
 
 def missing_extra(package: str, extra: str) -> WhetstoneError:
     """The error raised when an optional dependency is not installed."""
-    return WhetstoneError(
-        f"this needs the '{package}' package: pip install 'whetstone[{extra}]'"
-    )
+    return WhetstoneError(f"this needs the '{package}' package: pip install 'whetstone[{extra}]'")

@@ -45,7 +45,9 @@ def _hflm(folder: Path, batch_size: int, **kwargs: object) -> object:
     )
 
 
-def _reference_loglikelihood(folder: Path, pairs: list[tuple[str, str]]) -> list[tuple[float, bool]]:
+def _reference_loglikelihood(
+    folder: Path, pairs: list[tuple[str, str]]
+) -> list[tuple[float, bool]]:
     from lm_eval.api.instance import Instance
 
     lm = _hflm(folder, batch_size=3)
@@ -107,7 +109,9 @@ def test_overlapping_windows_see_more_context(tiny_model: object) -> None:
     assert overlapping.logprob != pytest.approx(disjoint.logprob, abs=1e-3)
 
 
-def _mc_task(tmp_path: Path, data: Path, answer_expr: str, answer_field: str, labels: bool) -> tuple[Path, dict]:
+def _mc_task(
+    tmp_path: Path, data: Path, answer_expr: str, answer_field: str, labels: bool
+) -> tuple[Path, dict]:
     yaml_text = (
         f"name: mc\nkind: multiple_choice\ndata: {{path: {json.dumps(str(data))}}}\n"
         'prompt: "Question: {question}\\nAnswer:"\nchoices: choices\n'
@@ -129,12 +133,16 @@ def _mc_task(tmp_path: Path, data: Path, answer_expr: str, answer_field: str, la
     return path, lm_eval_task
 
 
-def _compare_mc(folder: Path, model: object, task_yaml: Path, lm_eval_task: dict,
-                tmp_path: Path, limit: int) -> None:
+def _compare_mc(
+    folder: Path, model: object, task_yaml: Path, lm_eval_task: dict, tmp_path: Path, limit: int
+) -> None:
     from lm_eval import simple_evaluate
 
     ref = simple_evaluate(
-        model=_hflm(folder, batch_size=4), tasks=[lm_eval_task], limit=limit, log_samples=True,
+        model=_hflm(folder, batch_size=4),
+        tasks=[lm_eval_task],
+        limit=limit,
+        log_samples=True,
         bootstrap_iters=0,
     )
     ref_samples = sorted(ref["samples"]["ws_mc"], key=lambda s: s["doc_id"])  # type: ignore[index]

@@ -278,17 +278,7 @@ def test_generation_stops_at_the_first_stop_string(backend: Backend) -> None:
     assert checked >= 2 * len(PROMPTS)  # the stops really occur in the outputs
 
 
-def test_stream_never_emits_part_of_a_stop_string(
-    backend: Backend, request: pytest.FixtureRequest
-) -> None:
-    if backend.name == "hf":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="HFModel.stream yields each streamer piece up to the stop string found "
-                "so far; a stop string that spans two pieces has its first part already sent",
-            )
-        )
+def test_stream_never_emits_part_of_a_stop_string(backend: Backend) -> None:
     full = backend.model.generate([GenerationRequest(p, 12) for p in PROMPTS])
     for prompt, text in zip(PROMPTS, full, strict=True):
         for stop in _stops(text):

@@ -20,30 +20,53 @@ DbOption = Annotated[
 
 @user_errors
 def evaluate_command(
-    model: Annotated[str, typer.Option(help="default, a HF folder or hub id, a .gguf file, "
-                                            "openai:NAME, or fake.")] = "default",
+    model: Annotated[
+        str,
+        typer.Option(help="default, a HF folder or hub id, a .gguf file, openai:NAME, or fake."),
+    ] = "default",
     task: Annotated[list[Path], typer.Option("--task", "-t", help="Task or suite YAML file.")] = [],  # noqa: B006
-    out: Annotated[Path | None, typer.Option(help="Write results.json and samples.jsonl here.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Write results.json and samples.jsonl here.")
+    ] = None,
     limit: Annotated[int | None, typer.Option(help="Items per task (first N).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Windows per batch (default: by token "
-                                                        "budget).")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Windows per batch (default: by token budget).")
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
     dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16, float16.")] = "auto",
     db: DbOption = None,
     seed: Annotated[int, typer.Option(help="Seed for sampling and bootstrap intervals.")] = 0,
     base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible server URL.")] = None,
-    api_key_env: Annotated[str, typer.Option(help="Environment variable with the API key.")] = "OPENAI_API_KEY",
+    api_key_env: Annotated[
+        str, typer.Option(help="Environment variable with the API key.")
+    ] = "OPENAI_API_KEY",
     max_length: Annotated[int | None, typer.Option(help="Longest token window.")] = None,
-    chat_template: Annotated[bool, typer.Option(help="Wrap prompts in the model's chat template.")] = False,
-    resume: Annotated[bool, typer.Option(help="Continue the unfinished run with the same settings.")] = False,
+    chat_template: Annotated[
+        bool, typer.Option(help="Wrap prompts in the model's chat template.")
+    ] = False,
+    resume: Annotated[
+        bool, typer.Option(help="Continue the unfinished run with the same settings.")
+    ] = False,
     cache: Annotated[bool, typer.Option(help="Reuse cached model responses.")] = True,
 ) -> None:
     """Evaluate a model on task files and print metrics with 95% intervals."""
     with RichReporter() as reporter:
         ev = evaluate(
-            model, task, limit=limit, seed=seed, db=db, out_dir=out, resume=resume,
-            use_cache=cache, chat_template=chat_template, reporter=reporter, device=device,
-            dtype=dtype, batch_size=batch_size, base_url=base_url, api_key_env=api_key_env,
+            model,
+            task,
+            limit=limit,
+            seed=seed,
+            db=db,
+            out_dir=out,
+            resume=resume,
+            use_cache=cache,
+            chat_template=chat_template,
+            reporter=reporter,
+            device=device,
+            dtype=dtype,
+            batch_size=batch_size,
+            base_url=base_url,
+            api_key_env=api_key_env,
             max_length=max_length,
         )
     console.print(results_table(ev.result))
@@ -68,8 +91,17 @@ def compare_command(
     for col in ("task", "metric", "A", "B", "B - A", "95% CI", "p", "test", "n"):
         table.add_column(col)
     for m in cmp.metrics:
-        table.add_row(m.task, m.metric, fmt(m.a), fmt(m.b), fmt(m.diff),
-                      f"[{fmt(m.ci_low)}, {fmt(m.ci_high)}]", f"{m.p_value:.3g}", m.test, str(m.n))
+        table.add_row(
+            m.task,
+            m.metric,
+            fmt(m.a),
+            fmt(m.b),
+            fmt(m.diff),
+            f"[{fmt(m.ci_low)}, {fmt(m.ci_high)}]",
+            f"{m.p_value:.3g}",
+            m.test,
+            str(m.n),
+        )
     console.print(table)
     for task, n in cmp.unpaired.items():
         console.print(f"[yellow]{task}: {n} items are in only one run and were left out[/]")
@@ -83,14 +115,21 @@ def runs_command(db: DbOption = None, limit: int = 50) -> None:
         table.add_column(col)
     for r in Store(db).list_runs(limit):
         tasks = ", ".join(r.task_hashes)
-        table.add_row(r.run_id, r.status, r.model.name, r.model.dtype, tasks,
-                      r.created_at.strftime("%Y-%m-%d %H:%M"))
+        table.add_row(
+            r.run_id,
+            r.status,
+            r.model.name,
+            r.model.dtype,
+            tasks,
+            r.created_at.strftime("%Y-%m-%d %H:%M"),
+        )
     console.print(table)
 
 
 @user_errors
-def show_command(run: Annotated[str, typer.Argument(help="Run id or prefix.")],
-                 db: DbOption = None) -> None:
+def show_command(
+    run: Annotated[str, typer.Argument(help="Run id or prefix.")], db: DbOption = None
+) -> None:
     """Print one stored run's results."""
     row = Store(db).get_run(run)
     assert row is not None

@@ -9,7 +9,9 @@ from whetstone.cli.quickstart import quickstart_command
 from whetstone.cli.serve import serve_command
 
 app = typer.Typer(
-    name="whetstone", no_args_is_help=True, add_completion=False,
+    name="whetstone",
+    no_args_is_help=True,
+    add_completion=False,
     help="Evaluate, diagnose and optimize language models.",
 )
 app.command("evaluate")(evaluate_command)

@@ -18,16 +18,24 @@ def quickstart_command(
     out: Annotated[Path, typer.Option(help="Folder for results, samples and the database.")] = Path(
         "whetstone-quickstart"
     ),
-    model: Annotated[str, typer.Option(help="Model spec (default: embedded Gemma 3 270M).")] = "default",
+    model: Annotated[
+        str, typer.Option(help="Model spec (default: embedded Gemma 3 270M).")
+    ] = "default",
     fast: Annotated[bool, typer.Option(help="A few items per task, for a smoke test.")] = False,
 ) -> None:
     """Evaluate the embedded model on the example support-assistant tasks, offline."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    console.print(f"whetstone quickstart: model [bold]{model}[/], example tasks in {examples_dir()}")
+    console.print(
+        f"whetstone quickstart: model [bold]{model}[/], example tasks in {examples_dir()}"
+    )
     with RichReporter() as reporter:
         ev = evaluate(
-            model, [examples_dir() / "suite.yaml"], limit=8 if fast else None, out_dir=out,
-            db=f"sqlite:///{(out / 'whetstone.db').resolve()}", reporter=reporter,
+            model,
+            [examples_dir() / "suite.yaml"],
+            limit=8 if fast else None,
+            out_dir=out,
+            db=f"sqlite:///{(out / 'whetstone.db').resolve()}",
+            reporter=reporter,
         )
     console.print(results_table(ev.result))
     console.print(f"results: {out / 'results.json'}  samples: {out / 'samples.jsonl'}")

@@ -13,7 +13,9 @@ from whetstone.models import TokenModel, load_model
 
 @user_errors
 def serve_command(
-    model: Annotated[str, typer.Option(help="default, a HF folder or hub id, a .gguf file, fake.")] = "default",
+    model: Annotated[
+        str, typer.Option(help="default, a HF folder or hub id, a .gguf file, fake.")
+    ] = "default",
     host: str = "127.0.0.1",
     port: int = 8000,
     name: Annotated[str | None, typer.Option(help="Model name served (default: the spec).")] = None,

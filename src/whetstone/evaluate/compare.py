@@ -61,7 +61,8 @@ def _pair(
             pairs.setdefault(s.task, []).append((s, other))
     tasks = {s.task for s in a} | {s.task for s in b}
     unpaired = {
-        t: sum(1 for s in a if s.task == t) + sum(1 for s in b if s.task == t)
+        t: sum(1 for s in a if s.task == t)
+        + sum(1 for s in b if s.task == t)
         - 2 * len(pairs.get(t, []))
         for t in tasks
     }
@@ -72,16 +73,25 @@ def _is_binary(x: np.ndarray) -> bool:
     return bool(np.all((x == 0) | (x == 1)))
 
 
-def _compare_metric(task: str, metric: str, x: np.ndarray, y: np.ndarray, seed: int
-                    ) -> MetricComparison:
+def _compare_metric(
+    task: str, metric: str, x: np.ndarray, y: np.ndarray, seed: int
+) -> MetricComparison:
     boot = paired_bootstrap(x, y, n_boot=N_BOOT, seed=seed)
     if _is_binary(x) and _is_binary(y):
         p, test = mcnemar_exact(x.astype(bool), y.astype(bool)).p_value, "mcnemar_exact"
     else:
         p, test = boot.p_value, "paired_bootstrap"
     return MetricComparison(
-        task=task, metric=metric, a=float(x.mean()), b=float(y.mean()), diff=boot.diff,
-        ci_low=boot.ci_low, ci_high=boot.ci_high, p_value=p, test=test, n=len(x),
+        task=task,
+        metric=metric,
+        a=float(x.mean()),
+        b=float(y.mean()),
+        diff=boot.diff,
+        ci_low=boot.ci_low,
+        ci_high=boot.ci_high,
+        p_value=p,
+        test=test,
+        n=len(x),
     )
 
 
@@ -91,8 +101,9 @@ RATIOS: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]] = {
 }
 
 
-def _compare_ratio(task: str, metric: str, pairs: list[tuple[SampleRecord, SampleRecord]],
-                   seed: int) -> MetricComparison:
+def _compare_ratio(
+    task: str, metric: str, pairs: list[tuple[SampleRecord, SampleRecord]], seed: int
+) -> MetricComparison:
     """A corpus-level metric (sum of log-probs over sum of units), bootstrapped over documents."""
     unit, transform = RATIOS[metric]
     cols = {
@@ -111,14 +122,25 @@ def _compare_ratio(task: str, metric: str, pairs: list[tuple[SampleRecord, Sampl
     low, high = percentile_interval(dist)
     tail = min(int(np.sum(dist <= 0)), int(np.sum(dist >= 0)))
     return MetricComparison(
-        task=task, metric=metric, a=a, b=b, diff=b - a, ci_low=float(low), ci_high=float(high),
-        p_value=min(1.0, 2.0 * (tail + 1) / (dist.size + 1)), test="paired_bootstrap",
+        task=task,
+        metric=metric,
+        a=a,
+        b=b,
+        diff=b - a,
+        ci_low=float(low),
+        ci_high=float(high),
+        p_value=min(1.0, 2.0 * (tail + 1) / (dist.size + 1)),
+        test="paired_bootstrap",
         n=len(pairs),
     )
 
 
 def compare_samples(
-    a: list[SampleRecord], b: list[SampleRecord], *, run_a: str = "A", run_b: str = "B",
+    a: list[SampleRecord],
+    b: list[SampleRecord],
+    *,
+    run_a: str = "A",
+    run_b: str = "B",
     seed: int = 0,
 ) -> Comparison:
     """Compare two runs' samples item by item (B - A) for every metric both runs have."""

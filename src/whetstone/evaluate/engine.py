@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import time
@@ -80,10 +81,8 @@ def package_versions() -> dict[str, str]:
     """Versions of whetstone and of the packages that change its numbers."""
     versions = {"python": platform.python_version()}
     for name in ("whetstone", "torch", "transformers", "numpy", "scipy", "sacrebleu"):
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
     return versions
 
 
@@ -118,9 +117,10 @@ def evaluate(
     store = db if isinstance(db, Store) else Store(db)
     lm = load_model(model, **model_options) if isinstance(model, str) else model
     wrap = _wrapper(lm, chat_template)
+    task_hashes = {p.config.name: p.hash for p in prepared}
     config = {
         "model": model if isinstance(model, str) else lm.identity.name,
-        "tasks": {p.config.name: p.hash for p in prepared},
+        "tasks": task_hashes,
         "limit": limit,
         "seed": seed,
         "chat_template": chat_template,
@@ -128,14 +128,7 @@ def evaluate(
     run_id = store.find_unfinished_run(lm.identity.key, config_hash(config)) if resume else None
     if run_id is None:
         run_id = uuid.uuid4().hex[:12]
-        store.create_run(
-            run_id,
-            lm.identity,
-            config,
-            config["tasks"],
-            package_versions(),
-            seed,  # type: ignore[arg-type]
-        )
+        store.create_run(run_id, lm.identity, config, task_hashes, package_versions(), seed)
     try:
         return _run(lm, prepared, store, run_id, config, seed, out_dir, use_cache, wrap, reporter)
     except WhetstoneError:

@@ -36,7 +36,7 @@ class TaskContext:
 
 
 def select_metrics(values: dict[str, MetricValue], wanted: Sequence[str]) -> dict[str, MetricValue]:
-    """Metrics named in `wanted`, or whose name starts with a wanted name and `_` (f1 -> f1_micro)."""
+    """Metrics named in `wanted`, or starting with a wanted name and `_` (f1 -> f1_micro)."""
     return {
         k: v for k, v in values.items() if k in wanted or any(k.startswith(f"{w}_") for w in wanted)
     }

@@ -40,20 +40,29 @@ def load_model(
     api_key_env: str = "OPENAI_API_KEY",
     max_length: int | None = None,
 ) -> LanguageModel:
-    """A model from a spec: `default`, `fake[:SEED[:DELAY]]`, `openai:NAME`, a .gguf file, a folder or hub id."""
+    """A model from a spec.
+
+    `default`, `fake[:SEED[:DELAY]]`, `openai:NAME` (with `base_url`), a .gguf file, a local
+    folder or a hub id already in the local cache.
+    """
     if spec == "default":
         from whetstone.models.gguf import DEFAULT_MODEL_NAME, default_model_dir
         from whetstone.models.hf import HFModel
 
         folder, digest = default_model_dir()
         return HFModel(
-            folder, device=device, dtype=dtype, batch_size=batch_size, max_length=max_length,
-            name=DEFAULT_MODEL_NAME, model_hash=digest[:16],
+            folder,
+            device=device,
+            dtype=dtype,
+            batch_size=batch_size,
+            max_length=max_length,
+            name=DEFAULT_MODEL_NAME,
+            model_hash=digest[:16],
         )
     if spec == "fake" or spec.startswith("fake:"):
         from whetstone.models.fake import FakeModel
 
-        _, seed, delay = (spec.split(":") + ["", ""])[:3]
+        _, seed, delay = [*spec.split(":"), "", ""][:3]
         try:
             return FakeModel(seed=int(seed or 0), delay=float(delay or 0))
         except ValueError as exc:
@@ -64,8 +73,10 @@ def load_model(
         if not base_url:
             raise ModelError(f"model '{spec}': an OpenAI-compatible model needs --base-url")
         return OpenAIModel(
-            spec.removeprefix("openai:"), base_url=base_url,
-            api_key=os.environ.get(api_key_env), batch_size=batch_size,
+            spec.removeprefix("openai:"),
+            base_url=base_url,
+            api_key=os.environ.get(api_key_env),
+            batch_size=batch_size,
         )
     from whetstone.models.hf import HFModel
 
@@ -77,8 +88,13 @@ def load_model(
             raise ModelError(f"model file '{spec}' does not exist")
         digest = file_digest(path)
         return HFModel(
-            convert_gguf(path, digest), device=device, dtype=dtype, batch_size=batch_size,
-            max_length=max_length, name=path.name, model_hash=digest[:16],
+            convert_gguf(path, digest),
+            device=device,
+            dtype=dtype,
+            batch_size=batch_size,
+            max_length=max_length,
+            name=path.name,
+            model_hash=digest[:16],
         )
     if not path.exists() and (spec.startswith((".", "/", "~")) or spec.count("/") > 1):
         raise ModelError(f"model path '{spec}' does not exist")

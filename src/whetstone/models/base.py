@@ -22,7 +22,7 @@ class LoglikelihoodRequest:
 
 @dataclass(frozen=True)
 class LoglikelihoodResult:
-    """Summed log-probability of the continuation tokens, and whether greedy decoding yields them."""
+    """Summed log-probability of the continuation and whether greedy decoding yields it."""
 
     logprob: float
     is_greedy: bool
@@ -107,7 +107,7 @@ class LanguageModel(ABC):
         lines = [f"{m['role']}: {m['content']}" for m in messages]
         return "\n".join([*lines, "assistant:"])
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release memory and connections held by the model."""
 
 

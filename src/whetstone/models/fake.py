@@ -7,19 +7,14 @@ HTTP client can be exercised end to end in milliseconds without torch.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import time
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 
 from whetstone.models.base import GenerationRequest, Progress, TokenLogprob
-from whetstone.models.tokenized import (
-    ScoreWindow,
-    TokenizedBackend,
-    WindowScore,
-    cut_at_stop,
-    stop_prefix_length,
-)
+from whetstone.models.tokenized import ScoreWindow, StopFilter, TokenizedBackend, WindowScore
 from whetstone.records import ModelIdentity
 
 BOS = 256
@@ -88,7 +83,7 @@ class FakeModel(TokenizedBackend):
     def token_logprobs(self, ids: Sequence[int], top_k: int = 0) -> list[TokenLogprob]:
         """Per-token log-probabilities and top-k alternatives (none for the first token)."""
         out = [TokenLogprob(ids[0], None)] if ids else []
-        for prev, tok in zip(ids[:-1], ids[1:], strict=True):
+        for prev, tok in itertools.pairwise(ids):
             row = self.logprobs_[prev]
             top = {int(j): float(row[j]) for j in np.argsort(-row)[:top_k]}
             out.append(TokenLogprob(tok, float(row[tok]), top))
@@ -98,8 +93,7 @@ class FakeModel(TokenizedBackend):
         """Generate byte by byte: greedy at temperature 0, else seeded sampling."""
         rng = np.random.default_rng(request.seed)
         prev = self.encode(request.prompt)[-1]
-        text = ""
-        emitted = 0
+        out = StopFilter(request.stop)
         pending: list[int] = []
         for _ in range(request.max_new_tokens):
             row = self.logprobs_[prev]
@@ -115,16 +109,10 @@ class FakeModel(TokenizedBackend):
             if "\ufffd" in piece and len(pending) < 4:
                 continue  # an incomplete UTF-8 sequence: wait for its remaining bytes
             pending = []
-            text += piece
-            cut, stopped = cut_at_stop(text, request.stop)
-            # hold back a tail that may begin a stop string: it must not be emitted if it does
-            ready = len(cut) if stopped else len(cut) - stop_prefix_length(cut, request.stop)
-            if ready > emitted:
-                yield cut[emitted:ready]
-                emitted = ready
-            if stopped:
+            if ready := out.push(piece):
+                yield ready
+            if out.stopped:
                 return
         # the budget or EOS: the held-back tail and the bytes of an unfinished UTF-8 sequence
-        cut, _ = cut_at_stop(text + self.decode(pending), request.stop)
-        if len(cut) > emitted:
-            yield cut[emitted:]
+        if tail := out.push(self.decode(pending)) + out.flush():
+            yield tail

@@ -40,7 +40,9 @@ def convert_gguf(gguf_path: Path, digest: str | None = None) -> Path:
         raise ModelError(f"model file '{gguf_path}' does not exist or is not a file")
     digest = digest or file_digest(gguf_path)
     target = cache_root() / f"{gguf_path.stem}-{digest[:12]}"
-    if (target / "model.safetensors").exists() or (target / "model.safetensors.index.json").exists():
+    if (target / "model.safetensors").exists() or (
+        target / "model.safetensors.index.json"
+    ).exists():
         return target
     try:
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
@@ -51,9 +53,13 @@ def convert_gguf(gguf_path: Path, digest: str | None = None) -> Path:
     folder, name = gguf_path.parent, gguf_path.name
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-        quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+        quantized = AutoModelForCausalLM.from_pretrained(
+            folder, gguf_file=name, dtype=torch.float32
+        )
     except (OSError, ValueError, KeyError) as exc:
-        raise ModelError(f"model file '{gguf_path}': cannot read it as a GGUF model ({exc})") from exc
+        raise ModelError(
+            f"model file '{gguf_path}': cannot read it as a GGUF model ({exc})"
+        ) from exc
     config = AutoConfig.from_pretrained(folder, gguf_file=name)
     if hasattr(config, "quantization_config"):
         del config.quantization_config

@@ -7,23 +7,33 @@ LM head, log-softmax and gather run on those positions only, in chunks.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from whetstone.errors import ModelError, missing_extra
 from whetstone.models.base import GenerationRequest, Progress, TokenLogprob
 from whetstone.models.hf_scoring import (
-    HEAD_CHUNK,
+    Scorer,
     cache_kwarg,
+    head_chunk,
     score_batch,
     score_shared_contexts,
     shared_contexts,
 )
-from whetstone.models.tokenized import ScoreWindow, TokenizedBackend, WindowScore, cut_at_stop
+from whetstone.models.tokenized import (
+    ScoreWindow,
+    StopFilter,
+    TokenizedBackend,
+    WindowScore,
+    cut_at_stop,
+)
 from whetstone.records import ModelIdentity
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_TOKEN_BUDGET = {"cpu": 8192, "cuda": 65536}
 """Padded tokens per forward pass when no batch size is given."""
@@ -37,6 +47,17 @@ def _torch() -> Any:
     except ImportError as exc:
         raise missing_extra("torch", "hf") from exc
     return torch
+
+
+def _inference(method: F) -> F:
+    """Run a method without autograd, whatever thread calls it, leaving grad mode as it was."""
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with _torch().inference_mode():
+            return method(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def resolve_device(device: str) -> str:
@@ -74,6 +95,20 @@ def weights_hash(folder: Path) -> str:
     return digest.hexdigest()
 
 
+def _stop_when_set(event: threading.Event) -> Any:
+    """A transformers stopping criterion that ends generation once `event` is set."""
+    torch = _torch()
+    from transformers import StoppingCriteria
+
+    class StopWhenSet(StoppingCriteria):  # type: ignore[misc]
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            return torch.full(
+                (input_ids.shape[0],), event.is_set(), dtype=torch.bool, device=input_ids.device
+            )
+
+    return StopWhenSet()
+
+
 class _LogitsAsHidden:
     """A model output whose logits stand in for hidden states on the plain path."""
 
@@ -102,6 +137,14 @@ class HFModel(TokenizedBackend):
         self.batch_size = batch_size
         self.tokenizer, self.model = self._load()
         self._max_length = max_length or self._default_max_length()
+        vocab = int(self.model.get_output_embeddings().weight.shape[0])
+        self._scorer = Scorer(
+            body=self._body,
+            head=self._head_logits,
+            chunk=head_chunk(vocab, self.device),
+            pad=self.tokenizer.pad_token_id or 0,
+            device=self.device,
+        )
         self._head_only = False
         self._head_only, self._share_prefix = self._check_fast_paths()
         dtype_name = str(self.torch_dtype).removeprefix("torch.")
@@ -113,7 +156,7 @@ class HFModel(TokenizedBackend):
         )
 
     def _load(self) -> tuple[Any, Any]:
-        torch = _torch()
+        _torch()  # the clear missing-extra message comes before transformers' own
         try:
             from transformers import AutoModelForCausalLM, AutoTokenizer
         except ImportError as exc:
@@ -126,8 +169,7 @@ class HFModel(TokenizedBackend):
             raise ModelError(
                 f"model '{self.source}': cannot load it as a transformers causal LM ({first})"
             ) from exc
-        model.to(self.device).eval()
-        torch.set_grad_enabled(False)
+        model.to(self.device).eval()  # type: ignore[arg-type]
         return tokenizer, model
 
     def _default_max_length(self) -> int:
@@ -186,6 +228,7 @@ class HFModel(TokenizedBackend):
             logits = (logits / cap).tanh() * cap
         return logits
 
+    @_inference
     def _check_fast_paths(self) -> tuple[bool, bool]:
         """Whether body + LM head, and a shared key/value cache, reproduce the model's logits.
 
@@ -193,7 +236,6 @@ class HFModel(TokenizedBackend):
         a usable cache falls back to the plain (slower, still exact) path, never to wrong numbers.
         """
         torch = _torch()
-        torch.set_grad_enabled(False)
         ids = self.encode("The quick brown fox jumps over the lazy dog")
         x = torch.tensor([ids], device=self.device)
         full = self.model(input_ids=x).logits.float()[0]
@@ -209,13 +251,11 @@ class HFModel(TokenizedBackend):
             ScoreWindow(tuple(ids[:k]), k - c)
             for c, k in ((3, len(ids) - 1), (3, len(ids)), (5, len(ids)), (5, len(ids) - 2))
         ]
-        plain = score_batch(self._body, self._head_logits, windows, 0, self.device)
+        plain = score_batch(self._scorer, windows)
         groups = [(tuple(ids[:3]), windows[:2]), (tuple(ids[:5]), windows[2:])]
         try:
-            shared = score_shared_contexts(self._body, self._head_logits, groups, 0, self.device)
-            shared += score_shared_contexts(
-                self._body, self._head_logits, groups[:1], 0, self.device
-            )
+            shared = score_shared_contexts(self._scorer, groups)
+            shared += score_shared_contexts(self._scorer, groups[:1])
         except (TypeError, ValueError, AttributeError, RuntimeError, NotImplementedError):
             return True, False
         same = all(
@@ -270,6 +310,7 @@ class HFModel(TokenizedBackend):
         if batch:
             yield batch
 
+    @_inference
     def score(
         self, windows: Sequence[ScoreWindow], progress: Progress | None = None
     ) -> list[WindowScore]:
@@ -277,8 +318,6 @@ class HFModel(TokenizedBackend):
 
         Identical windows are scored once. Results do not depend on the batch size.
         """
-        torch = _torch()
-        torch.set_grad_enabled(False)  # grad mode is per thread: callers may be on another one
         unique: dict[ScoreWindow, int] = {}
         for w in windows:
             unique.setdefault(w, len(unique))
@@ -288,31 +327,29 @@ class HFModel(TokenizedBackend):
             shared, alone = shared_contexts(distinct)
         else:
             shared, alone = {}, list(range(len(distinct)))
-        pad = self.tokenizer.pad_token_id or 0
         for batch in self._group_batches(
             sorted(shared.items(), key=lambda kv: -len(kv[0])), distinct
         ):
             groups = [(ctx, [distinct[i] for i in idx]) for ctx, idx in batch]
-            scores = score_shared_contexts(self._body, self._head_logits, groups, pad, self.device)
+            scores = score_shared_contexts(self._scorer, groups)
             flat = [i for _, idx in batch for i in idx]
             for i, s in zip(flat, scores, strict=True):
                 results[i] = s
             if progress:
                 progress(len(flat))
         alone.sort(key=lambda i: -len(distinct[i].tokens))
-        for batch in self._batches(alone, distinct):
-            group = [distinct[i] for i in batch]
-            scores = score_batch(self._body, self._head_logits, group, pad, self.device)
-            for i, s in zip(batch, scores, strict=True):
+        for rows in self._batches(alone, distinct):
+            scores = score_batch(self._scorer, [distinct[i] for i in rows])
+            for i, s in zip(rows, scores, strict=True):
                 results[i] = s
             if progress:
-                progress(len(batch))
+                progress(len(rows))
         return [results[unique[w]] for w in windows]  # type: ignore[misc]
 
+    @_inference
     def token_logprobs(self, ids: Sequence[int], top_k: int = 0) -> list[TokenLogprob]:
         """Log-probability of every token given those before it, with top-k alternatives."""
         torch = _torch()
-        torch.set_grad_enabled(False)  # grad mode is per thread: callers may be on another one
         if not ids:
             return []
         out = [TokenLogprob(int(ids[0]), None)]
@@ -321,8 +358,8 @@ class HFModel(TokenizedBackend):
         # the last token is never input: max_length + 1 ids fit, as in `score`'s windows
         x = torch.tensor([list(ids[:-1])], device=self.device)
         logits_all = self.model(input_ids=x).logits[0]
-        for lo in range(0, logits_all.shape[0], HEAD_CHUNK):
-            logp = torch.log_softmax(logits_all[lo : lo + HEAD_CHUNK].float(), dim=-1)
+        for lo in range(0, logits_all.shape[0], self._scorer.chunk):
+            logp = torch.log_softmax(logits_all[lo : lo + self._scorer.chunk].float(), dim=-1)
             top_v, top_i = logp.topk(top_k, dim=-1) if top_k else (None, None)
             for j in range(logp.shape[0]):
                 tok = int(ids[lo + j + 1])
@@ -400,26 +437,45 @@ class HFModel(TokenizedBackend):
     def stream(self, request: GenerationRequest) -> Iterator[str]:
         """Yield text as it is generated (transformers' TextIteratorStreamer in a thread)."""
         torch = _torch()
-        from transformers import TextIteratorStreamer
+        from transformers import StoppingCriteriaList, TextIteratorStreamer
 
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        done = threading.Event()
         ids = torch.tensor(
             [self._prompt_ids(request.prompt, request.max_new_tokens)], device=self.device
         )
         torch.manual_seed(request.seed)
-        kwargs = self._generate_kwargs(request) | {"input_ids": ids, "streamer": streamer}
-        thread = threading.Thread(target=self.model.generate, kwargs=kwargs, daemon=True)
+        kwargs = self._generate_kwargs(request) | {
+            "input_ids": ids,
+            "streamer": streamer,
+            "stopping_criteria": StoppingCriteriaList([_stop_when_set(done)]),
+        }
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                self.model.generate(**kwargs)
+            except BaseException as exc:  # surfaced in the reading thread below
+                failure.append(exc)
+                streamer.end()
+
+        thread = threading.Thread(target=run, daemon=True)
         thread.start()
-        text, emitted = "", 0
+        out = StopFilter(request.stop)
         for piece in streamer:
-            text += piece
-            cut, stopped = cut_at_stop(text, request.stop)
-            if len(cut) > emitted:
-                yield cut[emitted:]
-                emitted = len(cut)
-            if stopped:
+            if ready := out.push(piece):
+                yield ready
+            if out.stopped:
+                done.set()  # end generation early, then let the streamer run out
+                for _ in streamer:
+                    pass
                 break
+        else:
+            if not failure and (tail := out.flush()):
+                yield tail
         thread.join()
+        if failure:
+            raise failure[0]
 
     @property
     def has_chat_template(self) -> bool:

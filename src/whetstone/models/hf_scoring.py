@@ -14,26 +14,46 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from whetstone.models.tokenized import ScoreWindow, WindowScore
 
-HEAD_CHUNK = 512
-"""Positions per LM-head chunk: 512 x 262,144 float32 logits is 0.5 GB for Gemma 3."""
+HEAD_CHUNK_BYTES = {"cpu": 128 << 20, "cuda": 1 << 30}
+"""Float32 logits held at once per LM-head chunk: 128 positions of Gemma 3's 262,144-word
+vocabulary on a CPU (logsumexp needs a second buffer of the same size)."""
+
+
+def head_chunk(vocab_size: int, device: str) -> int:
+    """Positions per LM-head chunk on this device for this vocabulary."""
+    budget = HEAD_CHUNK_BYTES["cuda" if device.startswith("cuda") else "cpu"]
+    return max(16, budget // (4 * vocab_size))
+
 
 Head = Callable[[torch.Tensor], torch.Tensor]
 
 
+@dataclass(frozen=True)
+class Scorer:
+    """The pieces of a model that scoring calls: decoder body, LM head and its chunk size."""
+
+    body: Callable[..., Any]
+    head: Head
+    chunk: int
+    pad: int
+    device: str
+
+
 def head_scores(
-    head: Head, hidden: torch.Tensor, targets: torch.Tensor
+    head: Head, hidden: torch.Tensor, targets: torch.Tensor, chunk: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-probability of each target and whether it is the argmax, from hidden states."""
+    """Log-probability of each target and whether it is the argmax, `chunk` positions at once."""
     logprobs, greedy = [], []
-    for lo in range(0, targets.shape[0], HEAD_CHUNK):
-        logits = head(hidden[lo : lo + HEAD_CHUNK])
-        t = targets[lo : lo + HEAD_CHUNK]
+    for lo in range(0, targets.shape[0], chunk):
+        logits = head(hidden[lo : lo + chunk])
+        t = targets[lo : lo + chunk]
         picked = logits.gather(1, t[:, None])[:, 0]
         logprobs.append((picked - torch.logsumexp(logits, dim=-1)).double())
         greedy.append(logits.argmax(dim=-1) == t)
@@ -59,9 +79,7 @@ def _right_padded(rows: Sequence[Sequence[int]], pad: int, device: str) -> torch
     return ids.to(device)
 
 
-def score_batch(
-    body: Any, head: Head, windows: Sequence[ScoreWindow], pad: int, device: str
-) -> list[WindowScore]:
+def score_batch(m: Scorer, windows: Sequence[ScoreWindow]) -> list[WindowScore]:
     """Score independent windows in one right-padded forward pass."""
     inputs = [w.tokens[:-1] for w in windows]
     rows: list[int] = []
@@ -71,9 +89,9 @@ def score_batch(
         rows += [b] * w.n_targets
         cols += range(len(x) - w.n_targets, len(x))
         targets += w.tokens[-w.n_targets :]
-    hidden = body(input_ids=_right_padded(inputs, pad, device)).last_hidden_state
+    hidden = m.body(input_ids=_right_padded(inputs, m.pad, m.device)).last_hidden_state
     selected = hidden[torch.tensor(rows), torch.tensor(cols)]
-    lp, greedy = head_scores(head, selected, torch.tensor(targets, device=device))
+    lp, greedy = head_scores(m.head, selected, torch.tensor(targets, device=m.device), m.chunk)
     return _sum_per_window(windows, lp, greedy)
 
 
@@ -89,53 +107,46 @@ def _output_cache(out: Any) -> Any:
 
 
 def score_shared_contexts(
-    body: Any,
-    head: Head,
-    groups: Sequence[tuple[Sequence[int], Sequence[ScoreWindow]]],
-    pad: int,
-    device: str,
+    m: Scorer, groups: Sequence[tuple[Sequence[int], Sequence[ScoreWindow]]]
 ) -> list[WindowScore]:
     """Score groups of windows where each group starts with one shared context.
 
-    `body` takes `cache=` for a key/value cache, whatever the transformers version calls it.
-
     The contexts run once (right-padded together), then every continuation runs on a copy of
-    its context's key/value cache. With several groups the continuation pass masks the pads
-    between a short context and its continuation and gives each row its true positions.
-    Results are flat, group after group, window after window.
+    its context's key/value cache (`body` takes it as `cache=`). With several groups the
+    continuation pass masks the pads between a short context and its continuation and gives
+    each row its true positions. Results are flat, group after group, window after window.
     """
     contexts = [list(c) for c, _ in groups]
     lengths = torch.tensor([len(c) for c in contexts])
-    ctx_ids = _right_padded(contexts, pad, device)
-    out = body(input_ids=ctx_ids, use_cache=True)
+    ctx_ids = _right_padded(contexts, m.pad, m.device)
+    out = m.body(input_ids=ctx_ids, use_cache=True)
     first = out.last_hidden_state[torch.arange(len(contexts)), lengths - 1]
     windows = [w for _, ws in groups for w in ws]
-    owner = torch.tensor([g for g, (_, ws) in enumerate(groups) for _ in ws])
-    rests = [w.tokens[len(contexts[g]) : -1] for g, w in zip(owner.tolist(), windows, strict=True)]
+    owner = [g for g, (_, ws) in enumerate(groups) for _ in ws]
+    rests = [w.tokens[len(contexts[g]) : -1] for g, w in zip(owner, windows, strict=True)]
     later = None
     if any(rests):
         cache = _output_cache(out)
-        cache.batch_select_indices(owner.to(device))
-        ids = _right_padded([r or [pad] for r in rests], pad, device)
+        cache.batch_select_indices(torch.tensor(owner, device=m.device))
+        ids = _right_padded([r or [m.pad] for r in rests], m.pad, m.device)
         kwargs: dict[str, Any] = {"cache": cache}
         if len(groups) > 1:
+            own_len = lengths[owner][:, None]
             width = ctx_ids.shape[1]
             mask = torch.ones((len(windows), width + ids.shape[1]), dtype=torch.long)
-            mask[:, :width] = torch.arange(width)[None, :] < lengths[owner][:, None]
-            positions = lengths[owner][:, None] + torch.arange(ids.shape[1])[None, :]
-            kwargs |= {"attention_mask": mask.to(device), "position_ids": positions.to(device)}
-        later = body(input_ids=ids, **kwargs).last_hidden_state
+            mask[:, :width] = torch.arange(width)[None, :] < own_len
+            positions = own_len + torch.arange(ids.shape[1])[None, :]
+            kwargs |= {"attention_mask": mask.to(m.device), "position_ids": positions.to(m.device)}
+        later = m.body(input_ids=ids, **kwargs).last_hidden_state
     parts = []
-    for i, (g, rest) in enumerate(zip(owner.tolist(), rests, strict=True)):
+    for i, (g, rest) in enumerate(zip(owner, rests, strict=True)):
         parts.append(first[g][None])
         if rest and later is not None:
             parts.append(later[i, : len(rest)])
-    targets = [
-        t
-        for g, w in zip(owner.tolist(), windows, strict=True)
-        for t in w.tokens[len(contexts[g]) :]
-    ]
-    lp, greedy = head_scores(head, torch.cat(parts), torch.tensor(targets, device=device))
+    targets = [t for g, w in zip(owner, windows, strict=True) for t in w.tokens[len(contexts[g]) :]]
+    lp, greedy = head_scores(
+        m.head, torch.cat(parts), torch.tensor(targets, device=m.device), m.chunk
+    )
     return _sum_per_window(windows, lp, greedy)
 
 

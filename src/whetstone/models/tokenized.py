@@ -163,3 +163,30 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
 def stop_prefix_length(text: str, stop: Sequence[str]) -> int:
     """Length of the longest end of `text` that begins a stop string (streams hold it back)."""
     return max((k for s in stop for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
+
+
+class StopFilter:
+    """Turns generated pieces into text safe to stream: cut at the first stop string, and a
+    tail that may begin one is held back until it is known not to."""
+
+    def __init__(self, stop: Sequence[str]) -> None:
+        self.stop = stop
+        self.text = ""
+        self.emitted = 0
+        self.stopped = False
+
+    def push(self, piece: str) -> str:
+        """Add a piece; return the new text that can be emitted now."""
+        self.text += piece
+        cut, self.stopped = cut_at_stop(self.text, self.stop)
+        ready = len(cut) if self.stopped else len(cut) - stop_prefix_length(cut, self.stop)
+        out = cut[self.emitted : ready] if ready > self.emitted else ""
+        self.emitted = max(self.emitted, ready)
+        return out
+
+    def flush(self) -> str:
+        """At the end of generation: the held-back tail, if it did not become a stop string."""
+        cut, _ = cut_at_stop(self.text, self.stop)
+        out = cut[self.emitted :]
+        self.emitted = len(cut)
+        return out

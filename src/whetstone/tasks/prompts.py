@@ -58,9 +58,7 @@ def fewshot_examples(
     return rng.sample(list(candidates), min(spec.k, len(candidates)))
 
 
-def build_prompt(
-    task: TaskConfig, item: dict[str, Any], pool: Sequence[dict[str, Any]]
-) -> str:
+def build_prompt(task: TaskConfig, item: dict[str, Any], pool: Sequence[dict[str, Any]]) -> str:
     """The full prompt of an item: solved few-shot examples, then the item's own prompt."""
     parts = [
         render(task.fewshot_prompt or task.prompt, ex, task) + answer_text(task, ex)
