@@ -100,7 +100,7 @@ def _stop_when_set(event: threading.Event) -> Any:
     torch = _torch()
     from transformers import StoppingCriteria
 
-    class StopWhenSet(StoppingCriteria):  # type: ignore[misc]
+    class StopWhenSet(StoppingCriteria):
         def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
             return torch.full(
                 (input_ids.shape[0],), event.is_set(), dtype=torch.bool, device=input_ids.device
