@@ -110,3 +110,25 @@ def test_store_lives_in_its_own_schema(store: Store, store_url: str) -> None:
             assert kinds["created_at"] == "timestamp with time zone"
     finally:
         engine.dispose()
+
+
+def test_evaluate_end_to_end_on_postgres(store_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A whole evaluation stores its run, samples and cache on the server; a rerun is cached."""
+    from whetstone.data import examples_dir
+    from whetstone.evaluate.engine import evaluate
+    from whetstone.evaluate.outputs import read_samples
+
+    suite = examples_dir() / "suite.yaml"
+    first = evaluate("fake", [suite], limit=6, db=store_url, out_dir=tmp_path)
+    again = evaluate("fake", [suite], limit=6, db=store_url)
+    assert first.computed > 0 and again.computed == 0 and again.reused == first.computed
+    store = Store(store_url)
+    try:
+        runs = {r.run_id: r for r in store.list_runs()}
+        assert set(runs) == {first.result.run_id, again.result.run_id}
+        assert all(r.status == "finished" for r in runs.values())
+        stored = store.get_samples(first.result.run_id)
+        assert [s.model_dump() for s in stored] == [s.model_dump() for s in read_samples(tmp_path)]
+        assert again.result.tasks == first.result.tasks
+    finally:
+        store.close()

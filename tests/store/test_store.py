@@ -245,17 +245,17 @@ def test_samples_round_trip_and_order(store: Store) -> None:
     store.add_samples("run2", [_sample("alpha", "1", prediction="other run")])
 
     samples = store.get_samples("run1")
-    assert [(s.task, s.id) for s in samples] == [
-        ("alpha", "2"),
-        ("alpha", "1"),
+    assert [(s.task, s.id) for s in samples] == [  # the order they were written in
         ("zeta", "b"),
+        ("alpha", "2"),
         ("zeta", "a"),
+        ("alpha", "1"),
     ]
-    assert samples[0].loglikelihoods == [-1.5, float("-inf")]
-    assert samples[0].extra == {"k": [1, "ü"]}
-    assert samples[1].model_extra == {"custom_field": {"x": 1}}
-    assert samples[2] == _sample("zeta", "b", prediction="B", gold="B", metrics={"acc": 1.0})
-    nan = samples[3].metrics["acc"]
+    assert samples[1].loglikelihoods == [-1.5, float("-inf")]
+    assert samples[1].extra == {"k": [1, "ü"]}
+    assert samples[3].model_extra == {"custom_field": {"x": 1}}
+    assert samples[0] == _sample("zeta", "b", prediction="B", gold="B", metrics={"acc": 1.0})
+    nan = samples[2].metrics["acc"]
     assert nan != nan
     assert [s.id for s in store.get_samples("run1", task="zeta")] == ["b", "a"]
     assert store.get_samples("run1", task="missing") == []

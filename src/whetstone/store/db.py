@@ -551,12 +551,12 @@ class Store:
             ) from err
 
     def get_samples(self, run_id: str, task: str | None = None) -> list[SampleRecord]:
-        """A run's samples (of one task if given), ordered by task, then insertion."""
+        """A run's samples (of one task if given) in the order they were written."""
         query = select(_samples.c.record).where(_samples.c.run_id == run_id)
         if task is not None:
             query = query.where(_samples.c.task == task)
         with self._read() as conn:
-            records = conn.execute(query.order_by(_samples.c.task, _samples.c.id)).scalars()
+            records = conn.execute(query.order_by(_samples.c.id)).scalars()
             return [SampleRecord.model_validate(r) for r in records]
 
     def count_samples(self, run_id: str) -> dict[str, int]:
