@@ -21,9 +21,9 @@ import torch
 
 from whetstone.models.tokenized import ScoreWindow, WindowScore
 
-HEAD_CHUNK_BYTES = {"cpu": 128 << 20, "cuda": 1 << 30}
-"""Float32 logits held at once per LM-head chunk: 128 positions of Gemma 3's 262,144-word
-vocabulary on a CPU (logsumexp needs a second buffer of the same size)."""
+HEAD_CHUNK_BYTES = {"cpu": 256 << 20, "cuda": 1 << 30}
+"""Float32 logits held at once per LM-head chunk: 256 positions of Gemma 3's 262,144-word
+vocabulary on a CPU."""
 
 
 def head_chunk(vocab_size: int, device: str) -> int:
@@ -49,14 +49,21 @@ class Scorer:
 def head_scores(
     head: Head, hidden: torch.Tensor, targets: torch.Tensor, chunk: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-probability of each target and whether it is the argmax, `chunk` positions at once."""
+    """Log-probability of each target and whether it is the argmax, `chunk` positions at once.
+
+    One logits buffer per chunk and nothing else of its size: the target logit is gathered and
+    the row maximum taken (with its index, for greediness) before the buffer is turned in place
+    into exp(logits - max) for the log-sum-exp.
+    """
     logprobs, greedy = [], []
     for lo in range(0, targets.shape[0], chunk):
         logits = head(hidden[lo : lo + chunk])
         t = targets[lo : lo + chunk]
         picked = logits.gather(1, t[:, None])[:, 0]
-        logprobs.append((picked - torch.logsumexp(logits, dim=-1)).double())
-        greedy.append(logits.argmax(dim=-1) == t)
+        top, best = logits.max(dim=-1)
+        logits.sub_(top[:, None]).exp_()
+        logprobs.append((picked - top - logits.sum(dim=-1).log()).double())
+        greedy.append(best == t)
     return torch.cat(logprobs).cpu(), torch.cat(greedy).cpu()
 
 
