@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -131,30 +132,62 @@ def score_shared_contexts(
     windows = [w for _, ws in groups for w in ws]
     owner = [g for g, (_, ws) in enumerate(groups) for _ in ws]
     rests = [w.tokens[len(contexts[g]) : -1] for g, w in zip(owner, windows, strict=True)]
-    later = None
-    if any(rests):
-        cache = _output_cache(out)
-        cache.batch_select_indices(torch.tensor(owner, device=m.device))
-        ids = _right_padded([r or [m.pad] for r in rests], m.pad, m.device)
-        kwargs: dict[str, Any] = {"cache": cache}
-        if len(groups) > 1:
-            own_len = lengths[owner][:, None]
-            width = ctx_ids.shape[1]
-            mask = torch.ones((len(windows), width + ids.shape[1]), dtype=torch.long)
-            mask[:, :width] = torch.arange(width)[None, :] < own_len
-            positions = own_len + torch.arange(ids.shape[1])[None, :]
-            kwargs |= {"attention_mask": mask.to(m.device), "position_ids": positions.to(m.device)}
-        later = m.body(input_ids=ids, **kwargs).last_hidden_state
+    later = _continuations(m, out, ctx_ids.shape[1], lengths, owner, rests, len(groups) > 1)
     parts = []
-    for i, (g, rest) in enumerate(zip(owner, rests, strict=True)):
+    for i, g in enumerate(owner):
         parts.append(first[g][None])
-        if rest and later is not None:
-            parts.append(later[i, : len(rest)])
+        if i in later:
+            parts.append(later[i])
     targets = [t for g, w in zip(owner, windows, strict=True) for t in w.tokens[len(contexts[g]) :]]
     lp, greedy = head_scores(
         m.head, torch.cat(parts), torch.tensor(targets, device=m.device), m.chunk
     )
     return _sum_per_window(windows, lp, greedy)
+
+
+def _length_buckets(order: list[int], rests: Sequence[Sequence[int]]) -> list[list[int]]:
+    """Windows sorted by continuation length, cut where padding to the longest would waste
+    more than about a third of a pass."""
+    buckets: list[list[int]] = []
+    for i in order:
+        if buckets and len(rests[i]) <= 1.5 * len(rests[buckets[-1][0]]) + 2:
+            buckets[-1].append(i)
+        else:
+            buckets.append([i])
+    return buckets
+
+
+def _continuations(
+    m: Scorer,
+    out: Any,
+    width: int,
+    lengths: torch.Tensor,
+    owner: list[int],
+    rests: Sequence[Sequence[int]],
+    masked: bool,
+) -> dict[int, torch.Tensor]:
+    """Hidden states of every window's continuation (all but its last token), run on copies
+    of its context's cache, in passes of similar lengths so little goes to padding."""
+    base = _output_cache(out)
+    order = sorted((i for i, r in enumerate(rests) if r), key=lambda i: len(rests[i]))
+    buckets = _length_buckets(order, rests)
+    later: dict[int, torch.Tensor] = {}
+    for n, bucket in enumerate(buckets):
+        cache = base if n == len(buckets) - 1 else copy.deepcopy(base)
+        rows = [owner[i] for i in bucket]
+        cache.batch_select_indices(torch.tensor(rows, device=m.device))
+        ids = _right_padded([rests[i] for i in bucket], m.pad, m.device)
+        kwargs: dict[str, Any] = {"cache": cache}
+        if masked:
+            own_len = lengths[rows][:, None]
+            mask = torch.ones((len(bucket), width + ids.shape[1]), dtype=torch.long)
+            mask[:, :width] = torch.arange(width)[None, :] < own_len
+            positions = own_len + torch.arange(ids.shape[1])[None, :]
+            kwargs |= {"attention_mask": mask.to(m.device), "position_ids": positions.to(m.device)}
+        hidden = m.body(input_ids=ids, **kwargs).last_hidden_state
+        for row, i in enumerate(bucket):
+            later[i] = hidden[row, : len(rests[i])]
+    return later
 
 
 def shared_contexts(
