@@ -7,7 +7,6 @@ import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -94,9 +93,3 @@ class RichReporter:
         """Fill the bar."""
         task = self.progress.tasks[-1]
         self.progress.update(self.current, completed=task.total)
-
-
-def exit_usage(message: str) -> None:
-    """A usage error: one line, exit 2."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(2)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import platform
 import time
 import uuid
@@ -180,8 +179,3 @@ def _run(
         write_outputs(Path(out_dir), run, samples)
     store.finish_run(run_id, run, timing)
     return Evaluation(run, samples, cached.computed, cached.reused)
-
-
-def default_db_url() -> str | None:
-    """The database URL from $WHETSTONE_DB, if set."""
-    return os.environ.get("WHETSTONE_DB")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from collections.abc import Iterable
@@ -28,12 +27,6 @@ def write_outputs(out_dir: Path, run: RunResult, samples: list[SampleRecord]) ->
     """Write `results.json` and `samples.jsonl` (one record per item) into `out_dir`."""
     _atomic_write(out_dir / "samples.jsonl", (s.model_dump_json() + "\n" for s in samples))
     _atomic_write(out_dir / "results.json", [run.model_dump_json(indent=2) + "\n"])
-
-
-def read_results(path: Path) -> RunResult:
-    """A results.json file, or the one inside a folder."""
-    path = path / "results.json" if path.is_dir() else path
-    return RunResult.model_validate(json.loads(path.read_text(encoding="utf-8")))
 
 
 def read_samples(path: Path) -> list[SampleRecord]:
