@@ -59,7 +59,6 @@ from whetstone.serve.schemas import (
     CompletionRequest,
     CompletionResponse,
     CompletionResponseChoice,
-    CompletionResponseStreamChoice,
     CompletionStreamResponse,
     DetokenizeRequest,
     DetokenizeResponse,
@@ -390,9 +389,7 @@ class Server:
             choice, n = await self.worker.call(self.complete, p, sampling, request, i)
             choices.append(choice)
             n_prompt, n_gen = n_prompt + len(p.ids), n_gen + n
-        usage = UsageInfo(
-            prompt_tokens=n_prompt, completion_tokens=n_gen, total_tokens=n_prompt + n_gen
-        )
+        usage = UsageInfo.of(n_prompt, n_gen)
         return CompletionResponse(
             id=f"cmpl-{uuid.uuid4().hex}", model=name, choices=choices, usage=usage
         )
@@ -420,7 +417,7 @@ class Server:
         ident = f"cmpl-{uuid.uuid4().hex}"
 
         def chunk(index: int, text: str, finish: str | None = None) -> str:
-            choice = CompletionResponseStreamChoice(
+            choice = CompletionResponseChoice(
                 index=index,
                 text=text,
                 finish_reason=finish,
@@ -448,11 +445,7 @@ class Server:
                     yield chunk(i, "", finish)
                     n_prompt, n_gen = n_prompt + len(p.ids), n_gen + len(ids)
                 if request.stream_options and request.stream_options.include_usage:
-                    usage = UsageInfo(
-                        prompt_tokens=n_prompt,
-                        completion_tokens=n_gen,
-                        total_tokens=n_prompt + n_gen,
-                    )
+                    usage = UsageInfo.of(n_prompt, n_gen)
                     yield _sse(
                         CompletionStreamResponse(id=ident, model=name, choices=[], usage=usage)
                     )
@@ -513,9 +506,7 @@ class Server:
             finish_reason=finish,
         )
         n_prompt = len(prompt.ids)
-        usage = UsageInfo(
-            prompt_tokens=n_prompt, completion_tokens=n_gen, total_tokens=n_prompt + n_gen
-        )
+        usage = UsageInfo.of(n_prompt, n_gen)
         return ChatCompletionResponse(
             id=f"chatcmpl-{uuid.uuid4().hex}", model=name, choices=[choice], usage=usage
         )
@@ -547,11 +538,7 @@ class Server:
                 yield chunk({}, finish)
                 if request.stream_options and request.stream_options.include_usage:
                     n_prompt = len(prompt.ids)
-                    usage = UsageInfo(
-                        prompt_tokens=n_prompt,
-                        completion_tokens=len(ids),
-                        total_tokens=n_prompt + len(ids),
-                    )
+                    usage = UsageInfo.of(n_prompt, len(ids))
                     yield _sse(
                         ChatCompletionStreamResponse(id=ident, model=name, choices=[], usage=usage)
                     )

@@ -72,6 +72,15 @@ class UsageInfo(BaseModel):
     total_tokens: int = 0
     completion_tokens: int | None = 0
 
+    @classmethod
+    def of(cls, prompt_tokens: int, completion_tokens: int) -> UsageInfo:
+        """Counts of a prompt and its completion, with their total."""
+        return cls(
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            total_tokens=prompt_tokens + completion_tokens,
+        )
+
 
 # -- completions -------------------------------------------------------------------------
 
@@ -108,7 +117,8 @@ class CompletionLogProbs(BaseModel):
 
 
 class CompletionResponseChoice(BaseModel):
-    """One choice of a completion: its text, log-probabilities and why it ended."""
+    """One choice of a completion (or a piece of a streamed one): text, log-probabilities,
+    and why it ended."""
 
     index: int
     text: str
@@ -128,16 +138,6 @@ class CompletionResponse(BaseModel):
     usage: UsageInfo
 
 
-class CompletionResponseStreamChoice(BaseModel):
-    """One piece of a streamed completion choice."""
-
-    index: int
-    text: str
-    logprobs: CompletionLogProbs | None = None
-    finish_reason: Literal["stop", "length"] | None = None
-    stop_reason: int | str | None = None
-
-
 class CompletionStreamResponse(BaseModel):
     """One server-sent event of a streamed completion."""
 
@@ -145,7 +145,7 @@ class CompletionStreamResponse(BaseModel):
     object: Literal["text_completion"] = "text_completion"
     created: int = Field(default_factory=_now)
     model: str
-    choices: list[CompletionResponseStreamChoice]
+    choices: list[CompletionResponseChoice]
     usage: UsageInfo | None = None
 
 
