@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from whetstone.errors import WhetstoneError
 from whetstone.evaluate.statistics import (
     bootstrap_distribution,
+    bootstrap_p_value,
     mcnemar_exact,
     paired_bootstrap,
     percentile_interval,
@@ -120,7 +121,6 @@ def _compare_ratio(
         len(pairs), lambda idx: value(idx, 1) - value(idx, 0), n_boot=N_BOOT, seed=seed
     )
     low, high = percentile_interval(dist)
-    tail = min(int(np.sum(dist <= 0)), int(np.sum(dist >= 0)))
     return MetricComparison(
         task=task,
         metric=metric,
@@ -129,7 +129,7 @@ def _compare_ratio(
         diff=b - a,
         ci_low=float(low),
         ci_high=float(high),
-        p_value=min(1.0, 2.0 * (tail + 1) / (dist.size + 1)),
+        p_value=bootstrap_p_value(dist),
         test="paired_bootstrap",
         n=len(pairs),
     )

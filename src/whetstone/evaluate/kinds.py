@@ -48,6 +48,15 @@ def _prompts(
     return [ctx.wrap(build_prompt(task, item, pool)) for item in items]
 
 
+def _generate(task: TaskConfig, prompts: list[str], ctx: TaskContext) -> list[str]:
+    """The model's completions of `prompts` with the task's generation settings."""
+    requests = [
+        GenerationRequest(p, task.max_new_tokens, tuple(task.stop), task.temperature, seed=ctx.seed)
+        for p in prompts
+    ]
+    return ctx.model.generate(requests, ctx.progress)
+
+
 def _softmax(rows: list[list[float]]) -> np.ndarray:
     arr = np.asarray(rows, dtype=float)
     arr = np.exp(arr - arr.max(axis=1, keepdims=True))
@@ -107,15 +116,7 @@ def score_classification(
     probs: np.ndarray | None = None
     lls: list[list[float]] | None = None
     if task.classify_by == "generation":
-        outputs = ctx.model.generate(
-            [
-                GenerationRequest(
-                    p, task.max_new_tokens, tuple(task.stop), task.temperature, seed=ctx.seed
-                )
-                for p in prompts
-            ],
-            ctx.progress,
-        )
+        outputs = _generate(task, prompts, ctx)
         predicted = [parse_label(o, labels) for o in outputs]
     else:
         requests = [
@@ -160,15 +161,7 @@ def score_generation(
 ) -> tuple[TaskResult, list[SampleRecord]]:
     """Generate, cut at stop strings; exact match, token F1, BLEU, chrF and ROUGE-L."""
     prompts = _prompts(task, items, pool, ctx)
-    outputs = ctx.model.generate(
-        [
-            GenerationRequest(
-                p, task.max_new_tokens, tuple(task.stop), task.temperature, seed=ctx.seed
-            )
-            for p in prompts
-        ],
-        ctx.progress,
-    )
+    outputs = _generate(task, prompts, ctx)
     predictions = [o.strip() for o in outputs]
     refs = [targets(task, item) for item in items]
     values, per_item = M.generation_metrics(predictions, refs, seed=ctx.seed)

@@ -289,9 +289,16 @@ def paired_bootstrap(
 
     dist = bootstrap_distribution(a_arr.size, chunk, n_boot=n_boot, seed=seed)
     low, high = percentile_interval(dist, confidence)
-    tail = min(int(np.sum(dist <= 0)), int(np.sum(dist >= 0)))
-    p = min(1.0, 2.0 * (tail + 1) / (dist.size + 1))
-    return PairedResult(diff=diff, ci_low=float(low), ci_high=float(high), p_value=p)
+    return PairedResult(
+        diff=diff, ci_low=float(low), ci_high=float(high), p_value=bootstrap_p_value(dist)
+    )
+
+
+def bootstrap_p_value(differences: np.ndarray) -> float:
+    """Two-sided p-value of a zero difference from bootstrap differences, add-one smoothed:
+    2 * (min(#d <= 0, #d >= 0) + 1) / (n + 1), clipped to 1."""
+    tail = min(int(np.sum(differences <= 0)), int(np.sum(differences >= 0)))
+    return min(1.0, 2.0 * (tail + 1) / (differences.size + 1))
 
 
 def paired_permutation_test(
