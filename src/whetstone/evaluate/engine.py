@@ -6,7 +6,7 @@ import contextlib
 import platform
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -85,7 +85,7 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def _wrapper(model: LanguageModel, chat_template: bool) -> Any:
+def _wrapper(model: LanguageModel, chat_template: bool) -> Callable[[str], str]:
     if not chat_template:
         return lambda text: text
     if not model.has_chat_template:
@@ -128,26 +128,25 @@ def evaluate(
     if run_id is None:
         run_id = uuid.uuid4().hex[:12]
         store.create_run(run_id, lm.identity, config, task_hashes, package_versions(), seed)
+    cached = CachedModel(lm, store if use_cache else None)
+    ctx = TaskContext(cached, seed, wrap, reporter.advance if reporter else None)
     try:
-        return _run(lm, prepared, store, run_id, config, seed, out_dir, use_cache, wrap, reporter)
+        return _run(prepared, ctx, store, run_id, config, out_dir, reporter)
     except WhetstoneError:
         store.delete_run(run_id)
         raise
 
 
 def _run(
-    lm: LanguageModel,
     prepared: list[PreparedTask],
+    ctx: TaskContext,
     store: Store,
     run_id: str,
     config: dict[str, Any],
-    seed: int,
     out_dir: str | Path | None,
-    use_cache: bool,
-    wrap: Any,
     reporter: Reporter | None,
 ) -> Evaluation:
-    cached = CachedModel(lm, store if use_cache else None)
+    """Score every task, store its samples as it finishes, then the run and the files."""
     started = datetime.now(UTC)
     results: dict[str, TaskResult] = {}
     samples: list[SampleRecord] = []
@@ -155,7 +154,6 @@ def _run(
     for p in prepared:
         if reporter:
             reporter.task_started(p.config.name, request_count(p.config, p.items))
-        ctx = TaskContext(cached, seed, wrap, reporter.advance if reporter else None)
         t0 = time.perf_counter()
         result, task_samples = SCORERS[p.config.kind](p.config, p.items, p.pool, ctx)
         timing[p.config.name] = round(time.perf_counter() - t0, 3)
@@ -167,9 +165,9 @@ def _run(
             reporter.task_finished(p.config.name, result)
     run = RunResult(
         run_id=run_id,
-        model=lm.identity,
+        model=ctx.model.model.identity,
         tasks=results,
-        seed=seed,
+        seed=ctx.seed,
         started_at=started,
         finished_at=datetime.now(UTC),
         config=config,
@@ -178,4 +176,4 @@ def _run(
     if out_dir is not None:
         write_outputs(Path(out_dir), run, samples)
     store.finish_run(run_id, run, timing)
-    return Evaluation(run, samples, cached.computed, cached.reused)
+    return Evaluation(run, samples, ctx.model.computed, ctx.model.reused)
