@@ -14,11 +14,11 @@ $(VENV)/.base: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(TORCH)
-	$(PIP) install -q -e ".[hf,serve,postgres]"
+	$(PIP) install -q -e ".[all]"
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.base
-	$(PIP) install -q -e ".[hf,serve,postgres,dev]"
+	$(PIP) install -q -e ".[all,dev]"
 	touch $@
 
 quickstart: $(VENV)/.base

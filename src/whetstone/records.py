@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -66,3 +66,40 @@ class RunResult(BaseModel):
     finished_at: datetime | None = None
     config: dict[str, Any] = Field(default_factory=dict)
     versions: dict[str, str] = Field(default_factory=dict)
+
+
+class FeedbackJudgment(BaseModel):
+    """One participant's judgment of one model answer in a feedback campaign.
+
+    The form in which feedback reaches diagnosis, the loop and reports: one record per
+    (participant, item, model answer), with whichever questions the campaign asked.
+    """
+
+    campaign: str
+    mode: Literal["review", "chat", "arena"]
+    item_id: str
+    participant: str
+    model: str
+    model_version: str = ""
+    prompt: str
+    output: str
+    reference: str | None = None
+    position: int | None = None
+    thumbs: bool | None = None
+    likert: int | None = Field(default=None, ge=1, le=5)
+    comment: str | None = None
+    correction: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    arena_outcome: Literal["win", "loss", "tie", "both_bad"] | None = None
+    opponent: str | None = None
+    created_at: datetime | None = None
+
+    @property
+    def is_failure(self) -> bool:
+        """True when the judgment marks the answer as bad (thumbs down, Likert <= 2, a lost
+        or both-bad battle, an error tag, or a correction that differs from the output)."""
+        if self.thumbs is False or (self.likert is not None and self.likert <= 2):
+            return True
+        if self.arena_outcome in ("loss", "both_bad") or self.tags:
+            return True
+        return self.correction is not None and self.correction.strip() != self.output.strip()

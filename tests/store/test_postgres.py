@@ -18,6 +18,8 @@ from sqlalchemy.engine import make_url
 from whetstone.store import Store
 
 from .test_store import (
+    EXPECTED_COLUMNS,
+    test_artifacts_round_trip_replace_and_list,
     test_cache_round_trip,
     test_fail_and_delete_run,
     test_find_unfinished_run,
@@ -37,6 +39,7 @@ pytestmark = pytest.mark.postgres
 URL_ENV = "WHETSTONE_TEST_POSTGRES_URL"
 
 __all__ = [
+    "test_artifacts_round_trip_replace_and_list",
     "test_cache_round_trip",
     "test_fail_and_delete_run",
     "test_find_unfinished_run",
@@ -96,7 +99,7 @@ def test_store_lives_in_its_own_schema(store: Store, store_url: str) -> None:
                 text("SELECT table_name FROM information_schema.tables WHERE table_schema = :s"),
                 {"s": schema},
             ).scalars()
-            assert set(tables) == {"runs", "samples", "cache", "alembic_version"}
+            assert set(tables) == set(EXPECTED_COLUMNS)
             kinds: dict[str, str] = dict(
                 conn.execute(
                     text(

@@ -22,6 +22,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
+import whetstone.feedback.tables  # its tables join the store's metadata
 import whetstone.store
 from whetstone.errors import WhetstoneError
 from whetstone.records import MetricValue, ModelIdentity, RunResult, SampleRecord, TaskResult
@@ -49,6 +50,81 @@ EXPECTED_COLUMNS = {
     ],
     "samples": ["id", "run_id", "task", "item_id", "record"],
     "cache": ["model_key", "kind", "request_hash", "response", "created_at"],
+    "artifacts": ["id", "kind", "key", "created_at", "refs", "payload"],
+    "feedback_owners": ["id", "name", "password_hash", "created_at"],
+    "feedback_sessions": ["token_hash", "owner_id", "csrf", "created_at", "expires_at"],
+    "feedback_campaigns": ["id", "name", "mode", "status", "config", "owner_id", "created_at"],
+    "feedback_items": [
+        "id",
+        "campaign_id",
+        "item_id",
+        "seq",
+        "prompt",
+        "reference",
+        "data",
+        "created_at",
+    ],
+    "feedback_answers": [
+        "id",
+        "campaign_id",
+        "item_id",
+        "model",
+        "model_version",
+        "output",
+        "status",
+        "error",
+        "created_at",
+        "finished_at",
+    ],
+    "feedback_participants": [
+        "id",
+        "campaign_id",
+        "name",
+        "token_hash",
+        "csrf",
+        "created_at",
+        "last_seen_at",
+    ],
+    "feedback_units": [
+        "id",
+        "campaign_id",
+        "key",
+        "item_id",
+        "model_a",
+        "model_b",
+        "seq",
+        "participant_id",
+    ],
+    "feedback_conversations": ["id", "campaign_id", "participant_id", "model", "created_at"],
+    "feedback_assignments": [
+        "id",
+        "campaign_id",
+        "participant_id",
+        "unit_id",
+        "left_model",
+        "status",
+        "created_at",
+        "done_at",
+    ],
+    "feedback_ratings": [
+        "id",
+        "campaign_id",
+        "assignment_id",
+        "participant_id",
+        "answer_id",
+        "item_id",
+        "model",
+        "model_version",
+        "position",
+        "opponent",
+        "thumbs",
+        "likert",
+        "comment",
+        "correction",
+        "tags",
+        "arena_outcome",
+        "created_at",
+    ],
     "alembic_version": ["version_num"],
 }
 
@@ -464,3 +540,21 @@ def test_committed_cache_rows_survive_sigkill(tmp_path: Path) -> None:
         assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     finally:
         raw.close()
+
+
+def test_artifacts_round_trip_replace_and_list(store: Store) -> None:
+    first = store.put_artifact("diagnosis", "d1", {"categories": [{"name": "x", "n": 1.5}]}, ["r1"])
+    store.put_artifact("audit", "a1", {"n": 3})
+    again = store.put_artifact("diagnosis", "d1", {"categories": []}, ["r1", "r2"])
+    assert again == first  # replaced in place, same row
+    row = store.get_artifact("diagnosis", "d1")
+    assert row is not None
+    assert row.payload == {"categories": []}
+    assert row.refs == ["r1", "r2"]
+    assert row.created_at.tzinfo is not None
+    assert store.get_artifact("diagnosis", "missing") is None
+    assert [a.key for a in store.list_artifacts("audit")] == ["a1"]
+    assert {a.kind for a in store.list_artifacts()} == {"diagnosis", "audit"}
+    assert store.delete_artifact("audit", "a1") is True
+    assert store.delete_artifact("audit", "a1") is False
+    assert store.list_artifacts("audit") == []

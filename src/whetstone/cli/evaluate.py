@@ -11,6 +11,7 @@ from rich.table import Table
 from whetstone.cli.common import RichReporter, console, fmt, results_table, user_errors
 from whetstone.evaluate.compare import compare_samples
 from whetstone.evaluate.engine import evaluate
+from whetstone.scale.executor import make_executor
 from whetstone.store import Store
 
 DbOption = Annotated[
@@ -48,8 +49,32 @@ def evaluate_command(
         bool, typer.Option(help="Continue the unfinished run with the same settings.")
     ] = False,
     cache: Annotated[bool, typer.Option(help="Reuse cached model responses.")] = True,
+    executor: Annotated[
+        str, typer.Option(help="local (this process) or ray (shards on Ray workers).")
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster (HOST:6379, auto, ray://HOST:10001); default $RAY_ADDRESS."),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Ray workers, each loading the model (default: per GPU/CPU).")
+    ] = None,
+    cpus_per_worker: Annotated[float | None, typer.Option(help="CPUs per Ray worker.")] = None,
+    gpus_per_worker: Annotated[float | None, typer.Option(help="GPUs per Ray worker.")] = None,
+    shard_size: Annotated[
+        int | None,
+        typer.Option(help="Requests per Ray shard (default: a local chunk, bit-identical)."),
+    ] = None,
 ) -> None:
     """Evaluate a model on task files and print metrics with 95% intervals."""
+    runner = make_executor(
+        executor,
+        address=address,
+        workers=workers,
+        cpus_per_worker=cpus_per_worker,
+        gpus_per_worker=gpus_per_worker,
+        shard_size=shard_size,
+    )
     with RichReporter() as reporter:
         ev = evaluate(
             model,
@@ -62,6 +87,7 @@ def evaluate_command(
             use_cache=cache,
             chat_template=chat_template,
             reporter=reporter,
+            executor=runner,
             device=device,
             dtype=dtype,
             batch_size=batch_size,
@@ -74,6 +100,8 @@ def evaluate_command(
         f"run [bold]{ev.result.run_id}[/] · {ev.computed} requests computed, "
         f"{ev.reused} from cache" + (f" · written to {out}" if out else "")
     )
+    if runner.summary():
+        console.print(runner.summary())
 
 
 @user_errors

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from whetstone.errors import ConfigError, ModelError, WhetstoneError
-from whetstone.evaluate.cache import CachedModel
 from whetstone.evaluate.kinds import SCORERS, TaskContext, request_count
 from whetstone.evaluate.outputs import write_outputs
-from whetstone.models import LanguageModel, load_model
+from whetstone.models import LanguageModel
 from whetstone.records import RunResult, SampleRecord, TaskResult
+from whetstone.scale.executor import Executor, LocalExecutor
 from whetstone.store import Store, config_hash
 from whetstone.tasks.loading import load_fewshot, load_items, load_tasks, task_hash
 from whetstone.tasks.schema import TaskConfig
@@ -105,36 +105,44 @@ def evaluate(
     use_cache: bool = True,
     chat_template: bool = False,
     reporter: Reporter | None = None,
+    executor: Executor | None = None,
     **model_options: Any,
 ) -> Evaluation:
     """Evaluate `model` on `tasks` and return the run; stores it and writes files when asked.
 
     `model` is a loaded backend or a spec for `load_model` (with `model_options` such as
     device, dtype, batch_size, base_url). Input errors are raised before anything is stored.
+    `executor` computes the model requests: this process by default, or Ray workers
+    (`whetstone.scale`); the results are the same.
     """
     prepared = prepare_tasks(tasks, limit)
     store = db if isinstance(db, Store) else Store(db)
-    lm = load_model(model, **model_options) if isinstance(model, str) else model
-    wrap = _wrapper(lm, chat_template)
-    task_hashes = {p.config.name: p.hash for p in prepared}
-    config = {
-        "model": model if isinstance(model, str) else lm.identity.name,
-        "tasks": task_hashes,
-        "limit": limit,
-        "seed": seed,
-        "chat_template": chat_template,
-    }
-    run_id = store.find_unfinished_run(lm.identity.key, config_hash(config)) if resume else None
-    if run_id is None:
-        run_id = uuid.uuid4().hex[:12]
-        store.create_run(run_id, lm.identity, config, task_hashes, package_versions(), seed)
-    cached = CachedModel(lm, store if use_cache else None)
-    ctx = TaskContext(cached, seed, wrap, reporter.advance if reporter else None)
+    runner = executor or LocalExecutor()
     try:
-        return _run(prepared, ctx, store, run_id, config, out_dir, reporter)
-    except WhetstoneError:
-        store.delete_run(run_id)
-        raise
+        lm = runner.load(model, model_options)
+        wrap = _wrapper(lm, chat_template)
+        task_hashes = {p.config.name: p.hash for p in prepared}
+        config = {
+            "model": model if isinstance(model, str) else lm.identity.name,
+            "tasks": task_hashes,
+            "limit": limit,
+            "seed": seed,
+            "chat_template": chat_template,
+        }
+        key = config_hash(config)
+        run_id = store.find_unfinished_run(lm.identity.key, key) if resume else None
+        if run_id is None:
+            run_id = uuid.uuid4().hex[:12]
+            store.create_run(run_id, lm.identity, config, task_hashes, package_versions(), seed)
+        cached = runner.cached_model(lm, store if use_cache else None)
+        ctx = TaskContext(cached, seed, wrap, reporter.advance if reporter else None)
+        try:
+            return _run(prepared, ctx, store, run_id, config, out_dir, reporter)
+        except WhetstoneError:
+            store.delete_run(run_id)
+            raise
+    finally:
+        runner.close()
 
 
 def _run(

@@ -17,6 +17,7 @@ from whetstone.models.base import (
     Progress,
     RollingRequest,
 )
+from whetstone.models.classifier import SequenceClassifier, input_text
 from whetstone.records import MetricValue, SampleRecord, TaskResult
 from whetstone.tasks.loading import gold_index, gold_label
 from whetstone.tasks.prompts import build_prompt, targets
@@ -115,7 +116,16 @@ def score_classification(
     gold = [gold_label(task, item) for item in items]
     probs: np.ndarray | None = None
     lls: list[list[float]] | None = None
-    if task.classify_by == "generation":
+    classifier = ctx.model.model
+    if isinstance(classifier, SequenceClassifier):
+        # a sequence classifier reads the prompt without few-shot examples: its class
+        # probabilities, mapped to the task's labels, stand in for the label likelihoods
+        prompts = [input_text(task, item) for item in items]
+        probs = classifier.task_probabilities(task, items, ctx.progress)
+        lls = np.log(np.clip(probs, 1e-300, None)).tolist()
+        predicted = [keys[int(np.argmax(row))] for row in probs]
+        outputs = [labels[k] for k in predicted]
+    elif task.classify_by == "generation":
         outputs = _generate(task, prompts, ctx)
         predicted = [parse_label(o, labels) for o in outputs]
     else:

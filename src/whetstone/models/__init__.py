@@ -43,7 +43,8 @@ def load_model(
     """A model from a spec.
 
     `default`, `fake[:SEED[:DELAY]]`, `openai:NAME` (with `base_url`), a .gguf file, a local
-    folder or a hub id already in the local cache.
+    folder or a hub id already in the local cache. A folder holding a
+    `*ForSequenceClassification` model loads as a `SequenceClassifier`.
     """
     if spec == "default":
         from whetstone.models.gguf import DEFAULT_MODEL_NAME, default_model_dir
@@ -98,4 +99,10 @@ def load_model(
         )
     if not path.exists() and (spec.startswith((".", "/", "~")) or spec.count("/") > 1):
         raise ModelError(f"model path '{spec}' does not exist")
+    from whetstone.models.classifier import SequenceClassifier, is_sequence_classifier
+
+    if is_sequence_classifier(path):
+        return SequenceClassifier(
+            path, device=device, dtype=dtype, batch_size=batch_size, max_length=max_length
+        )
     return HFModel(spec, device=device, dtype=dtype, batch_size=batch_size, max_length=max_length)

@@ -22,9 +22,9 @@ import torch
 
 from whetstone.models.tokenized import ScoreWindow, WindowScore
 
-HEAD_CHUNK_BYTES = {"cpu": 256 << 20, "cuda": 1 << 30}
-"""Float32 logits held at once per LM-head chunk: 256 positions of Gemma 3's 262,144-word
-vocabulary on a CPU."""
+HEAD_CHUNK_BYTES = {"cpu": 128 << 20, "cuda": 1 << 30}
+"""Float32 logits held at once per LM-head chunk: 128 positions of Gemma 3's 262,144-word
+vocabulary on a CPU (256 cost the same CPU time and 0.15-0.3 GB more peak memory)."""
 
 
 def head_chunk(vocab_size: int, device: str) -> int:
@@ -65,6 +65,7 @@ def head_scores(
         logits.sub_(top[:, None]).exp_()
         logprobs.append((picked - top - logits.sum(dim=-1).log()).double())
         greedy.append(best == t)
+        del logits  # before the next chunk's buffer exists, not after
     return torch.cat(logprobs).cpu(), torch.cat(greedy).cpu()
 
 

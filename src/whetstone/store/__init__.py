@@ -5,6 +5,7 @@ from __future__ import annotations
 from whetstone.store.db import (
     DEFAULT_URL,
     URL_ENV,
+    ArtifactRow,
     RunRow,
     RunStatus,
     Store,
@@ -16,6 +17,7 @@ from whetstone.store.db import (
 __all__ = [
     "DEFAULT_URL",
     "URL_ENV",
+    "ArtifactRow",
     "RunRow",
     "RunStatus",
     "Store",

@@ -42,7 +42,7 @@ from sqlalchemy.engine import URL, make_url
 
 from whetstone.errors import WhetstoneError, missing_extra
 from whetstone.records import ModelIdentity, RunResult, SampleRecord
-from whetstone.store.tables import CacheTable, RunTable, SampleTable
+from whetstone.store.tables import ArtifactTable, CacheTable, RunTable, SampleTable
 
 DEFAULT_URL = "sqlite:///whetstone.db"
 #: Environment variable naming the database URL when Store() gets none.
@@ -61,6 +61,7 @@ RunStatus = Literal["running", "finished", "failed"]
 _runs = cast(Table, RunTable.__table__)
 _samples = cast(Table, SampleTable.__table__)
 _cache = cast(Table, CacheTable.__table__)
+_artifacts = cast(Table, ArtifactTable.__table__)
 
 
 def request_hash(obj: Any) -> str:
@@ -194,6 +195,17 @@ def _head_revision() -> str | None:
 
 
 # --- Records -------------------------------------------------------------------------------
+
+
+class ArtifactRow(BaseModel):
+    """One stored artifact: a step's JSON result with what it was made from."""
+
+    id: int
+    kind: str
+    key: str
+    created_at: datetime
+    refs: list[str] = Field(default_factory=list)
+    payload: dict[str, Any]
 
 
 class RunRow(BaseModel):
@@ -610,6 +622,71 @@ class Store:
         )
         with self._write() as conn:
             conn.execute(stmt, rows)
+
+    # -- artifacts --
+
+    def put_artifact(
+        self, kind: str, key: str, payload: dict[str, Any], refs: Sequence[str] = ()
+    ) -> int:
+        """Store (or replace) the artifact ``kind``/``key``; returns its row id."""
+        values = {
+            "kind": kind,
+            "key": key,
+            "created_at": _now(),
+            "refs": list(refs),
+            "payload": _jsonable(payload),
+        }
+        stmt = self._insert(_artifacts).values(**values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["kind", "key"],
+            set_={k: stmt.excluded[k] for k in ("created_at", "refs", "payload")},
+        )
+        with self._write() as conn:
+            conn.execute(stmt)
+            row_id = conn.execute(
+                select(_artifacts.c.id).where(_artifacts.c.kind == kind, _artifacts.c.key == key)
+            ).scalar_one()
+        return int(row_id)
+
+    def get_artifact(self, kind: str, key: str) -> ArtifactRow | None:
+        """The artifact ``kind``/``key``, or None."""
+        with self._read() as conn:
+            row = conn.execute(
+                select(_artifacts).where(_artifacts.c.kind == kind, _artifacts.c.key == key)
+            ).first()
+        return None if row is None else _artifact_row(row)
+
+    def list_artifacts(self, kind: str | None = None, limit: int = 100) -> list[ArtifactRow]:
+        """The newest artifacts (of one kind if given), newest first."""
+        query = select(_artifacts).order_by(_artifacts.c.created_at.desc(), _artifacts.c.id.desc())
+        if kind is not None:
+            query = query.where(_artifacts.c.kind == kind)
+        with self._read() as conn:
+            rows = conn.execute(query.limit(limit)).all()
+        return [_artifact_row(row) for row in rows]
+
+    def delete_artifact(self, kind: str, key: str) -> bool:
+        """Delete the artifact ``kind``/``key``; True if there was one."""
+        with self._write() as conn:
+            result = conn.execute(
+                delete(_artifacts).where(_artifacts.c.kind == kind, _artifacts.c.key == key)
+            )
+        return bool(result.rowcount)
+
+
+def _artifact_row(row: Any) -> ArtifactRow:
+    """An ArtifactRow from a result row of the artifacts table."""
+    m = row._mapping
+    created_at = _as_utc(m["created_at"])
+    assert created_at is not None  # the column is NOT NULL
+    return ArtifactRow(
+        id=int(m["id"]),
+        kind=m["kind"],
+        key=m["key"],
+        created_at=created_at,
+        refs=list(m["refs"] or []),
+        payload=dict(m["payload"]),
+    )
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -104,3 +104,23 @@ class CacheTable(Base):
     request_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     response: Mapped[Any] = mapped_column(DocumentJSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ArtifactTable(Base):
+    """A JSON result of a later step (diagnosis, audit, study, distillation, pipeline stage).
+
+    Unique per (kind, key); ``refs`` lists the run ids or other artifacts it was made from.
+    """
+
+    __tablename__ = "artifacts"
+    __table_args__ = (
+        UniqueConstraint("kind", "key"),
+        Index("ix_artifacts_kind_created_at", "kind", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    key: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    refs: Mapped[list[str]] = mapped_column(DocumentJSON)
+    payload: Mapped[dict[str, Any]] = mapped_column(DocumentJSON)

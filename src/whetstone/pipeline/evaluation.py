@@ -1,0 +1,153 @@
+"""The evaluation stage: a model on the pipeline's tasks, its costs, and the paired
+comparison of every candidate with the baseline."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from whetstone.errors import WhetstoneError
+from whetstone.evaluate.compare import Comparison, compare_samples
+from whetstone.evaluate.engine import PreparedTask, evaluate
+from whetstone.models import LanguageModel
+from whetstone.pipeline.context import ModelToEvaluate, PipelineContext, fingerprint
+from whetstone.pipeline.measure import (
+    Costs,
+    count_parameters,
+    measure_latency,
+    model_folder,
+    size_on_disk_mb,
+)
+from whetstone.pipeline.metrics import split_metric
+from whetstone.pipeline.models import load_candidate
+from whetstone.pipeline.selection import CandidateResult
+from whetstone.records import RunResult
+from whetstone.store import Store
+
+
+def _latency_task(ctx: PipelineContext, tasks: list[str]) -> PreparedTask | None:
+    """The task whose items are timed: the configured one, the objective's, else the first."""
+    wanted = ctx.config.latency.task
+    if wanted is None and ctx.config.select:
+        wanted = split_metric(ctx.config.select.objective)[0]
+    if wanted is not None and wanted in tasks:
+        return ctx.task(wanted)
+    return ctx.task(tasks[0]) if tasks else None
+
+
+def _costs(ctx: PipelineContext, m: ModelToEvaluate, lm: LanguageModel, tasks: list[str]) -> Costs:
+    costs = Costs(params=count_parameters(lm))
+    folder = model_folder(m.spec, lm)
+    costs.size_mb = size_on_disk_mb(folder)
+    task = _latency_task(ctx, tasks)
+    if task is not None:
+        spec = ctx.config.latency
+        median, p90, n = measure_latency(lm, task, spec.items, spec.warmup, ctx.config.seed)
+        costs.latency_ms, costs.latency_p90_ms = round(median, 3), round(p90, 3)
+        costs.latency_task, costs.latency_items = task.config.name, n
+    return costs
+
+
+def _evaluate_work(ctx: PipelineContext, m: ModelToEvaluate, tasks: list[str]) -> dict[str, Any]:
+    options = m.options.model_dump()
+    lm = load_candidate(m.spec, **options)
+    try:
+        ev = evaluate(
+            lm,
+            [ctx.task(t).config for t in tasks],
+            limit=ctx.config.limit,
+            seed=ctx.config.seed,
+            db=ctx.store,
+            out_dir=ctx.workdir / "eval" / m.name,
+            resume=True,
+            chat_template=ctx.config.chat_template,
+            reporter=ctx.reporter,
+        )
+        costs = _costs(ctx, m, lm, tasks)
+    finally:
+        lm.close()
+    return {"run_id": ev.result.run_id, "costs": costs.model_dump(), "tasks": tasks}
+
+
+def _run_exists(store: Store, run_id: str) -> bool:
+    row = store.get_run(run_id, missing_ok=True)
+    return row is not None and row.status == "finished"
+
+
+def evaluate_stage(ctx: PipelineContext, m: ModelToEvaluate) -> CandidateResult:
+    """Evaluate one model on the pipeline's tasks (or those it can answer) and measure it."""
+    tasks = m.tasks or [t.config.name for t in ctx.tasks]
+    inputs = {
+        "model": fingerprint(m.spec),
+        "options": m.options.model_dump(),
+        "upstream": m.upstream,
+        "tasks": {t: ctx.task(t).hash for t in tasks},
+        "limit": ctx.config.limit,
+        "seed": ctx.config.seed,
+        "chat_template": ctx.config.chat_template,
+        "latency": ctx.config.latency.model_dump(),
+        "objective": ctx.config.select.objective if ctx.config.select else None,
+    }
+    result = CandidateResult(name=m.name, origin=m.origin, model=m.spec, artifact=m.artifact)
+    try:
+        record = ctx.ledger.run(
+            f"evaluate/{m.name}",
+            inputs,
+            lambda: _evaluate_work(ctx, m, tasks),
+            still_valid=lambda out: _run_exists(ctx.store, out["run_id"]),
+            refs=lambda out: [out["run_id"]],
+        )
+    except WhetstoneError as err:
+        if m.origin == "baseline":
+            raise
+        result.error = f"evaluation failed: {err}"
+        return result
+    return _candidate_result(
+        ctx.store, result, record.outputs["run_id"], record.outputs.get("costs", {})
+    )
+
+
+def _candidate_result(
+    store: Store, result: CandidateResult, run_id: str, costs_raw: dict[str, Any]
+) -> CandidateResult:
+    row = store.get_run(run_id)
+    assert row is not None and row.result is not None
+    result.run_id = run_id
+    result.tasks = list(row.result.tasks)
+    result.metrics, result.intervals = _flatten(row.result)
+    costs = Costs.model_validate(costs_raw)
+    result.metrics.update(costs.as_metrics())
+    result.costs = costs.model_dump()
+    return result
+
+
+def _flatten(run: RunResult) -> tuple[dict[str, float], dict[str, list[float | None]]]:
+    values: dict[str, float] = {}
+    intervals: dict[str, list[float | None]] = {}
+    for task, tr in run.tasks.items():
+        for metric, mv in tr.metrics.items():
+            values[f"{task}/{metric}"] = mv.value
+            intervals[f"{task}/{metric}"] = [mv.ci_low, mv.ci_high]
+    return values, intervals
+
+
+def compare_with_baseline(
+    ctx: PipelineContext, baseline: CandidateResult, candidates: list[CandidateResult]
+) -> dict[str, Comparison]:
+    """Paired comparison of every evaluated candidate with the baseline (candidate - baseline)."""
+    assert baseline.run_id is not None
+    base_samples = ctx.store.get_samples(baseline.run_id)
+    out: dict[str, Comparison] = {}
+    for cand in candidates:
+        if cand.run_id is None:
+            continue
+        samples = ctx.store.get_samples(cand.run_id)
+        with contextlib.suppress(WhetstoneError):  # no shared items: nothing to pair
+            out[cand.name] = compare_samples(
+                base_samples,
+                samples,
+                run_a=baseline.run_id,
+                run_b=cand.run_id,
+                seed=ctx.config.seed,
+            )
+    return out

@@ -1,0 +1,51 @@
+"""Names of the quantities a pipeline compares: `TASK/METRIC` from evaluation, plus model costs.
+
+Candidates are judged on evaluation metrics (written `task/metric`, e.g.
+`support_intents/accuracy`) and on three costs measured by the pipeline itself:
+`latency_ms` (median time to answer one item), `params` (parameter count) and `size_mb`
+(weights on disk). Each name knows whether lower or higher is better.
+"""
+
+from __future__ import annotations
+
+#: Costs every candidate gets besides its evaluation metrics.
+COST_METRICS = ("latency_ms", "params", "size_mb")
+
+#: Evaluation metrics (by their name within a task) for which a lower value is better.
+LOWER_IS_BETTER = frozenset(
+    {
+        "perplexity",
+        "word_perplexity",
+        "byte_perplexity",
+        "bits_per_byte",
+        "brier",
+        "ece",
+        *COST_METRICS,
+    }
+)
+
+
+def split_metric(name: str) -> tuple[str | None, str]:
+    """(task, metric) of `task/metric`; (None, name) for a cost such as `latency_ms`."""
+    if "/" in name:
+        task, metric = name.split("/", 1)
+        return task, metric
+    return None, name
+
+
+def higher_is_better(name: str) -> bool:
+    """Whether a larger value of `task/metric` (or of a cost) is an improvement."""
+    return split_metric(name)[1] not in LOWER_IS_BETTER
+
+
+def check_metric_name(name: str) -> str:
+    """`name` if it is `task/metric` or a cost name; a ValueError naming what is expected."""
+    task, metric = split_metric(name)
+    if task is None and metric not in COST_METRICS:
+        raise ValueError(
+            f"{name!r} is not a metric name: expected TASK/METRIC (e.g. support_mc/acc) "
+            f"or one of {', '.join(COST_METRICS)}"
+        )
+    if task is not None and (not task or not metric or "/" in metric):
+        raise ValueError(f"{name!r} is not a metric name: expected TASK/METRIC")
+    return name

@@ -1,0 +1,134 @@
+"""The report's tables: metrics with intervals, paired differences, the overview, the gate."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from whetstone.evaluate.compare import Comparison
+from whetstone.pipeline.metrics import COST_METRICS, higher_is_better
+from whetstone.pipeline.records import PipelineResult
+from whetstone.records import RunResult
+from whetstone.report.model import Cell, ComparisonRow, MetricTable, OverviewRow
+
+#: Per-item values that are not quality metrics (left out of comparisons shown).
+NOT_COMPARED = frozenset({"confidence", "logprob", "n_tokens", "n_words", "n_bytes"})
+
+
+def metric_tables(runs: Sequence[tuple[str, RunResult]]) -> list[MetricTable]:
+    """Per task, a row per metric and a cell (value and interval) per model that ran it."""
+    tasks: dict[str, str] = {}
+    for _, run in runs:
+        for name, tr in run.tasks.items():
+            tasks.setdefault(name, tr.kind)
+    tables = []
+    for task, kind in tasks.items():
+        models = [(label, run) for label, run in runs if task in run.tasks]
+        metrics = list(dict.fromkeys(m for _, run in models for m in run.tasks[task].metrics))
+        rows = []
+        for metric in metrics:
+            cells = []
+            for _, run in models:
+                mv = run.tasks[task].metrics.get(metric)
+                cells.append(Cell(mv.value, mv.ci_low, mv.ci_high, mv.n) if mv else Cell())
+            rows.append((metric, cells))
+        tables.append(MetricTable(task, kind, [label for label, _ in models], rows))
+    return tables
+
+
+def _verdict(metric: str, diff: float, p: float, alpha: float = 0.05) -> str:
+    if p >= alpha or diff == 0:
+        return "same"
+    return "better" if (diff > 0) == higher_is_better(metric) else "worse"
+
+
+def comparison_rows(cmp: Comparison) -> list[ComparisonRow]:
+    """The paired differences worth showing (quality metrics, not bookkeeping values)."""
+    return [
+        ComparisonRow(
+            m.task,
+            m.metric,
+            m.a,
+            m.b,
+            m.diff,
+            m.ci_low,
+            m.ci_high,
+            m.p_value,
+            m.test,
+            m.n,
+            _verdict(m.metric, m.diff, m.p_value),
+        )
+        for m in cmp.metrics
+        if m.metric not in NOT_COMPARED
+    ]
+
+
+def gate_rows(result: PipelineResult) -> list[dict[str, str]]:
+    if result.gate is None:
+        return []
+    return [
+        {
+            "candidate": c.candidate,
+            "metric": c.metric,
+            "baseline": _num(c.baseline),
+            "value": _num(c.value),
+            "diff": _num(c.diff, signed=True),
+            "ci": f"[{_num(c.ci_low)}, {_num(c.ci_high)}]" if c.ci_low is not None else "",
+            "p": _num(c.p_adjusted),
+            "status": "fail" if c.failed else "pass",
+            "reason": c.reason,
+        }
+        for c in result.gate.checks
+    ]
+
+
+def format_metric(name: str, value: float) -> str:
+    """A value for a summary table: parameters in millions, sizes and latencies readable."""
+    if name == "params":
+        return f"{value / 1e6:,.1f}M"
+    if name in ("size_mb", "latency_ms"):
+        return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+    return f"{value:.4g}"
+
+
+def _num(x: float | None, signed: bool = False) -> str:
+    if x is None:
+        return ""
+    return f"{x:+.4g}" if signed else f"{x:.4g}"
+
+
+def headline_metrics(result: PipelineResult) -> list[str]:
+    """The metrics that summarize a pipeline: the rule's, the gate's (else each task's first)
+    and the costs."""
+    names: list[str] = []
+    if result.selection:
+        names += [result.selection.rule.objective]
+        names += [c.metric for c in result.selection.rule.constraints]
+    if result.gate:
+        names += result.gate.spec.metrics
+    if not names:
+        for task in result.baseline.tasks:
+            first = next((m for m in result.baseline.metrics if m.startswith(f"{task}/")), None)
+            names += [first] if first else []
+    names += [c for c in COST_METRICS if c in result.baseline.metrics]
+    return list(dict.fromkeys(names))
+
+
+def overview(result: PipelineResult) -> tuple[list[str], list[OverviewRow]]:
+    """The headline metrics of every model; for candidates, the paired difference and p."""
+    columns = headline_metrics(result)
+    selected = result.selection.selected if result.selection else None
+    rows = []
+    for cand in [result.baseline, *result.candidates]:
+        cmp = result.comparisons.get(cand.name)
+        cells = []
+        for name in columns:
+            value = cand.metrics.get(name)
+            cell = format_metric(name, value) if value is not None else "–"
+            diff = next(
+                (m for m in (cmp.metrics if cmp else []) if f"{m.task}/{m.metric}" == name), None
+            )
+            if diff is not None:
+                cell += f" ({diff.diff:+.3g}, p={diff.p_value:.2g})"
+            cells.append(cell)
+        rows.append(OverviewRow(cand.name, cand.origin, cand.name == selected, cells, cand.error))
+    return columns, rows
