@@ -190,8 +190,12 @@ def _replay(study: optuna.Study, space: dict[str, Any], yesno_dir: Path, steps: 
 )
 def test_pruning_decisions_replay_in_optuna(tmp_path, yesno_dir, fake_trainer, pruner, reference):
     result = tune(write_config(tmp_path, yesno_dir, pruner=pruner, n_trials=8))
+    # Hyperband assigns trials to brackets by a hash of the study name: use the same name
     study = optuna.create_study(
-        direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0), pruner=reference()
+        study_name="s",
+        direction="maximize",
+        sampler=optuna.samplers.RandomSampler(seed=0),
+        pruner=reference(),
     )
     _replay(study, SPACE, yesno_dir)
     assert [t.state for t in result.trials] == [t.state.name for t in study.trials]

@@ -51,6 +51,12 @@ class RssAfterTrials:
         self.rss.append(rss_bytes())
 
 
+def training_objects() -> list[Any]:
+    """Every live model, optimizer and trainer in this process."""
+    kinds = (transformers.PreTrainedModel, torch.optim.Optimizer, transformers.Trainer)
+    return [o for o in gc.get_objects() if isinstance(o, kinds)]
+
+
 @pytest.mark.slow
 def test_trials_give_their_memory_back(tmp_path, small_bert_dir, sentiment_dir):
     finetune = {
@@ -79,20 +85,14 @@ def test_trials_give_their_memory_back(tmp_path, small_bert_dir, sentiment_dir):
     }
     path = tmp_path / "tune.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    earlier = {id(o) for o in training_objects()}  # e.g. an encoder cached by another test
     before = rss_bytes()
     probe = RssAfterTrials()
     result = tune(path, progress=probe)
 
     assert [t.state for t in result.trials] == ["COMPLETE"] * 5
     # no model, optimizer or trainer outlives its trial
-    live = [
-        o
-        for o in gc.get_objects()
-        if isinstance(
-            o, transformers.PreTrainedModel | torch.optim.Optimizer | transformers.Trainer
-        )
-    ]
-    assert live == []
+    assert [o for o in training_objects() if id(o) not in earlier] == []
     # after the first trial (one-time costs: imports, allocator pools) memory stays flat,
     # while one trial alone holds far more than the allowed drift
     assert max(probe.rss[1:]) - probe.rss[1] < 60 * MB, [r // MB for r in probe.rss]

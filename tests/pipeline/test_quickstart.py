@@ -82,7 +82,9 @@ def walkthrough(tmp_path_factory: pytest.TempPathFactory) -> Walkthrough:
         "COLUMNS": "160",
         "NO_COLOR": "1",
     }
-    env.pop("WHETSTONE_DB", None)
+    # a user's shell, not a make recipe: a parent `make test` would make make print directories
+    for name in ("WHETSTONE_DB", "MAKELEVEL", "MAKEFLAGS", "MFLAGS"):
+        env.pop(name, None)
     outputs, stdouts, seconds = [], [], []
     for command in walkthrough_commands((clone / "README.md").read_text(encoding="utf-8")):
         t0 = time.perf_counter()
