@@ -2,7 +2,7 @@
 
 Scoring never materializes full-vocabulary logits for a whole batch: the decoder body runs on
 the batch, the hidden states at the positions that predict target tokens are gathered, and the
-LM head, log-softmax and gather run on those positions only, in chunks.
+LM head, log-softmax and gather run on those positions only, by blocks of the vocabulary.
 """
 
 from __future__ import annotations
@@ -18,8 +18,11 @@ from whetstone.errors import ModelError, missing_extra
 from whetstone.models.base import GenerationRequest, Progress, TokenLogprob
 from whetstone.models.hf_scoring import (
     Scorer,
+    VocabHead,
     cache_kwarg,
     head_chunk,
+    head_shape,
+    logits_as_blocks,
     score_batch,
     score_shared_contexts,
     shared_contexts,
@@ -138,10 +141,13 @@ class HFModel(TokenizedBackend):
         self.tokenizer, self.model = self._load()
         self._max_length = max_length or self._default_max_length()
         vocab = int(self.model.get_output_embeddings().weight.shape[0])
+        positions, block = head_shape(vocab, self.device)
+        self._vocab_head = self._make_head(block)
+        self._chunk = head_chunk(vocab, self.device)
         self._scorer = Scorer(
             body=self._body,
-            head=self._head_logits,
-            chunk=head_chunk(vocab, self.device),
+            head=self._head_blocks,
+            positions=positions,
             pad=self.tokenizer.pad_token_id or 0,
             device=self.device,
         )
@@ -218,15 +224,17 @@ class HFModel(TokenizedBackend):
         out = module(**kwargs)
         return out if self._head_only else _LogitsAsHidden(out)
 
-    def _head_logits(self, hidden: Any) -> Any:
-        """Float32 logits from hidden states (identity when the body already gave logits)."""
-        if not self._head_only:
-            return hidden.float()
-        logits = self.model.get_output_embeddings()(hidden).float()
+    def _make_head(self, block: int) -> VocabHead:
+        out = self.model.get_output_embeddings()
         cap = getattr(self.model.config, "final_logit_softcapping", None)
-        if cap:
-            logits = (logits / cap).tanh() * cap
-        return logits
+        return VocabHead(out.weight, getattr(out, "bias", None), cap, block)
+
+    def _head_blocks(self, hidden: Any) -> Iterator[tuple[int, Any]]:
+        """Float32 logits from hidden states, by vocabulary blocks (the logits themselves,
+        when the body already gave logits)."""
+        if self._head_only:
+            return self._vocab_head.blocks(hidden)
+        return logits_as_blocks(hidden)
 
     @_inference
     def _check_fast_paths(self) -> tuple[bool, bool]:
@@ -243,7 +251,7 @@ class HFModel(TokenizedBackend):
         if base is None or self.model.get_output_embeddings() is None:
             return False, False
         self._head_only = True
-        ours = self._head_logits(base(input_ids=x).last_hidden_state)[0]
+        ours = self._vocab_head.logits(base(input_ids=x).last_hidden_state[0])
         if not torch.allclose(full, ours, atol=1e-3, rtol=1e-3):
             self._head_only = False
             return False, False
@@ -358,8 +366,8 @@ class HFModel(TokenizedBackend):
         # the last token is never input: max_length + 1 ids fit, as in `score`'s windows
         x = torch.tensor([list(ids[:-1])], device=self.device)
         logits_all = self.model(input_ids=x).logits[0]
-        for lo in range(0, logits_all.shape[0], self._scorer.chunk):
-            logp = torch.log_softmax(logits_all[lo : lo + self._scorer.chunk].float(), dim=-1)
+        for lo in range(0, logits_all.shape[0], self._chunk):
+            logp = torch.log_softmax(logits_all[lo : lo + self._chunk].float(), dim=-1)
             top_v, top_i = logp.topk(top_k, dim=-1) if top_k else (None, None)
             for j in range(logp.shape[0]):
                 tok = int(ids[lo + j + 1])
