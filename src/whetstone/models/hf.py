@@ -17,14 +17,17 @@ from typing import Any, TypeVar
 from whetstone.errors import ModelError, missing_extra
 from whetstone.models.base import GenerationRequest, Progress, TokenLogprob
 from whetstone.models.hf_scoring import (
+    HeadQueue,
     Scorer,
     VocabHead,
+    batch_states,
     cache_kwarg,
     head_chunk,
     head_shape,
     logits_as_blocks,
     score_batch,
     score_shared_contexts,
+    shared_context_states,
     shared_contexts,
 )
 from whetstone.models.tokenized import (
@@ -335,23 +338,29 @@ class HFModel(TokenizedBackend):
             shared, alone = shared_contexts(distinct)
         else:
             shared, alone = {}, list(range(len(distinct)))
+        queue = HeadQueue(self._scorer)
+
+        def done(rows: list[int]) -> Callable[[list[WindowScore]], None]:
+            def record(scores: list[WindowScore]) -> None:
+                for i, s in zip(rows, scores, strict=True):
+                    results[i] = s
+                if progress:
+                    progress(len(rows))
+
+            return record
+
         for batch in self._group_batches(
             sorted(shared.items(), key=lambda kv: -len(kv[0])), distinct
         ):
             groups = [(ctx, [distinct[i] for i in idx]) for ctx, idx in batch]
-            scores = score_shared_contexts(self._scorer, groups)
             flat = [i for _, idx in batch for i in idx]
-            for i, s in zip(flat, scores, strict=True):
-                results[i] = s
-            if progress:
-                progress(len(flat))
+            states = shared_context_states(self._scorer, groups)
+            queue.put(states, [distinct[i] for i in flat], done(flat))
         alone.sort(key=lambda i: -len(distinct[i].tokens))
         for rows in self._batches(alone, distinct):
-            scores = score_batch(self._scorer, [distinct[i] for i in rows])
-            for i, s in zip(rows, scores, strict=True):
-                results[i] = s
-            if progress:
-                progress(len(rows))
+            chosen = [distinct[i] for i in rows]
+            queue.put(batch_states(self._scorer, chosen), chosen, done(rows))
+        queue.flush()
         return [results[unique[w]] for w in windows]  # type: ignore[misc]
 
     @_inference

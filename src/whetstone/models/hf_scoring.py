@@ -160,8 +160,12 @@ def _right_padded(rows: Sequence[Sequence[int]], pad: int, device: str) -> torch
     return ids.to(device)
 
 
-def score_batch(m: Scorer, windows: Sequence[ScoreWindow]) -> list[WindowScore]:
-    """Score independent windows in one right-padded forward pass."""
+States = tuple[torch.Tensor, torch.Tensor]
+"""Hidden states at the positions that predict target tokens, and those targets."""
+
+
+def batch_states(m: Scorer, windows: Sequence[ScoreWindow]) -> States:
+    """Independent windows in one right-padded forward pass, up to the LM head."""
     inputs = [w.tokens[:-1] for w in windows]
     rows: list[int] = []
     cols: list[int] = []
@@ -172,8 +176,49 @@ def score_batch(m: Scorer, windows: Sequence[ScoreWindow]) -> list[WindowScore]:
         targets += w.tokens[-w.n_targets :]
     hidden = m.body(input_ids=_right_padded(inputs, m.pad, m.device)).last_hidden_state
     selected = hidden[torch.tensor(rows), torch.tensor(cols)]
-    lp, greedy = head_scores(m.head, selected, torch.tensor(targets, device=m.device), m.positions)
+    return selected, torch.tensor(targets, device=m.device)
+
+
+def score_batch(m: Scorer, windows: Sequence[ScoreWindow]) -> list[WindowScore]:
+    """Score independent windows in one right-padded forward pass."""
+    lp, greedy = head_scores(m.head, *batch_states(m, windows), m.positions)
     return _sum_per_window(windows, lp, greedy)
+
+
+class HeadQueue:
+    """Hidden states waiting for the LM head, which runs once a full pass of positions has
+    gathered: the few positions of a multiple-choice batch would leave its matmuls half idle."""
+
+    def __init__(self, m: Scorer) -> None:
+        self.m = m
+        self.waiting: list[tuple[States, Sequence[ScoreWindow], Callable[..., None]]] = []
+        self.size = 0
+
+    def put(
+        self,
+        states: States,
+        windows: Sequence[ScoreWindow],
+        done: Callable[[list[WindowScore]], None],
+    ) -> None:
+        """Queue the states of `windows`; `done` gets their scores when the head has run."""
+        self.waiting.append((states, windows, done))
+        self.size += states[1].shape[0]
+        if self.size >= self.m.positions:
+            self.flush()
+
+    def flush(self) -> None:
+        """Run the head on everything queued."""
+        if not self.waiting:
+            return
+        hidden = torch.cat([h for (h, _), _, _ in self.waiting])
+        targets = torch.cat([t for (_, t), _, _ in self.waiting])
+        lp, greedy = head_scores(self.m.head, hidden, targets, self.m.positions)
+        pos = 0
+        for (_, t), windows, done in self.waiting:
+            n = t.shape[0]
+            done(_sum_per_window(windows, lp[pos : pos + n], greedy[pos : pos + n]))
+            pos += n
+        self.waiting, self.size = [], 0
 
 
 def cache_kwarg(module: Any) -> str:
@@ -190,12 +235,21 @@ def _output_cache(out: Any) -> Any:
 def score_shared_contexts(
     m: Scorer, groups: Sequence[tuple[Sequence[int], Sequence[ScoreWindow]]]
 ) -> list[WindowScore]:
-    """Score groups of windows where each group starts with one shared context.
+    """Score groups of windows where each group starts with one shared context (see
+    `shared_context_states`); results are flat, group after group, window after window."""
+    lp, greedy = head_scores(m.head, *shared_context_states(m, groups), m.positions)
+    return _sum_per_window([w for _, ws in groups for w in ws], lp, greedy)
+
+
+def shared_context_states(
+    m: Scorer, groups: Sequence[tuple[Sequence[int], Sequence[ScoreWindow]]]
+) -> States:
+    """Groups of windows where each group starts with one shared context, up to the LM head.
 
     The contexts run once (right-padded together), then every continuation runs on a copy of
     its context's key/value cache (`body` takes it as `cache=`). With several groups the
     continuation pass masks the pads between a short context and its continuation and gives
-    each row its true positions. Results are flat, group after group, window after window.
+    each row its true positions. States are flat, group after group, window after window.
     """
     contexts = [list(c) for c, _ in groups]
     lengths = torch.tensor([len(c) for c in contexts])
@@ -212,10 +266,7 @@ def score_shared_contexts(
         if i in later:
             parts.append(later[i])
     targets = [t for g, w in zip(owner, windows, strict=True) for t in w.tokens[len(contexts[g]) :]]
-    lp, greedy = head_scores(
-        m.head, torch.cat(parts), torch.tensor(targets, device=m.device), m.positions
-    )
-    return _sum_per_window(windows, lp, greedy)
+    return torch.cat(parts), torch.tensor(targets, device=m.device)
 
 
 def _length_buckets(order: list[int], rests: Sequence[Sequence[int]]) -> list[list[int]]:
