@@ -39,7 +39,16 @@ BATCH = {"mc": 8, "ppl": 4}
 
 
 def peak_rss_gb() -> float:
-    """Peak resident memory of this process in GB (ru_maxrss is in KB on Linux)."""
+    """Peak resident memory of this process in GB.
+
+    Linux's VmHWM belongs to the process's own address space; ru_maxrss would also count the
+    parent's resident memory at the fork before exec (the parent may hold a GGUF conversion).
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1e6
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from whetstone.errors import ModelError, missing_extra
+from whetstone.models import banded_attention
 from whetstone.models.base import GenerationRequest, Progress, TokenLogprob
 from whetstone.models.hf_scoring import (
     HeadQueue,
@@ -179,6 +180,7 @@ class HFModel(TokenizedBackend):
                 f"model '{self.source}': cannot load it as a transformers causal LM ({first})"
             ) from exc
         model.to(self.device).eval()  # type: ignore[arg-type]
+        banded_attention.install(model)
         return tokenizer, model
 
     def _default_max_length(self) -> int:
@@ -374,7 +376,8 @@ class HFModel(TokenizedBackend):
             return out
         # the last token is never input: max_length + 1 ids fit, as in `score`'s windows
         x = torch.tensor([list(ids[:-1])], device=self.device)
-        logits_all = self.model(input_ids=x).logits[0]
+        with banded_attention.right_padded_scoring():
+            logits_all = self.model(input_ids=x).logits[0]
         for lo in range(0, logits_all.shape[0], self._chunk):
             logp = torch.log_softmax(logits_all[lo : lo + self._chunk].float(), dim=-1)
             top_v, top_i = logp.topk(top_k, dim=-1) if top_k else (None, None)

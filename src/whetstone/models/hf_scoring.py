@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from whetstone.models.banded_attention import right_padded_scoring
 from whetstone.models.tokenized import ScoreWindow, WindowScore
 
 HEAD_CHUNK_BYTES = {"cpu": 128 << 20, "cuda": 1 << 30}
@@ -174,7 +175,8 @@ def batch_states(m: Scorer, windows: Sequence[ScoreWindow]) -> States:
         rows += [b] * w.n_targets
         cols += range(len(x) - w.n_targets, len(x))
         targets += w.tokens[-w.n_targets :]
-    hidden = m.body(input_ids=_right_padded(inputs, m.pad, m.device)).last_hidden_state
+    with right_padded_scoring():
+        hidden = m.body(input_ids=_right_padded(inputs, m.pad, m.device)).last_hidden_state
     selected = hidden[torch.tensor(rows), torch.tensor(cols)]
     return selected, torch.tensor(targets, device=m.device)
 
