@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from whetstone.errors import ModelError, missing_extra
-from whetstone.models import banded_attention
+from whetstone.models import banded_attention, onednn_linear
 from whetstone.models.base import GenerationRequest, Progress, TokenLogprob
 from whetstone.models.hf_scoring import (
     HeadQueue,
@@ -181,6 +181,7 @@ class HFModel(TokenizedBackend):
             ) from exc
         model.to(self.device).eval()  # type: ignore[arg-type]
         banded_attention.install(model)
+        onednn_linear.install(model)
         return tokenizer, model
 
     def _default_max_length(self) -> int:

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from whetstone.models.banded_attention import right_padded_scoring
+from whetstone.models.onednn_linear import linear
 from whetstone.models.tokenized import ScoreWindow, WindowScore
 
 HEAD_CHUNK_BYTES = {"cpu": 128 << 20, "cuda": 1 << 30}
@@ -54,7 +55,7 @@ block; a block may be overwritten by the next one."""
 
 class VocabHead:
     """An LM head (weight, optional bias and final soft-capping) applied a vocabulary block at
-    a time into one reused buffer."""
+    a time."""
 
     def __init__(
         self,
@@ -67,16 +68,9 @@ class VocabHead:
 
     def blocks(self, hidden: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
         """Float32 logits of `hidden`, `block` vocabulary columns at a time."""
-        vocab = self.weight.shape[0]
-        buf = hidden.new_empty((hidden.shape[0], min(self.block, vocab)))
-        for lo in range(0, vocab, self.block):
-            w = self.weight[lo : lo + self.block]
-            out = buf[:, : w.shape[0]]
-            if self.bias is None:
-                torch.mm(hidden, w.T, out=out)
-            else:
-                torch.addmm(self.bias[lo : lo + self.block], hidden, w.T, out=out)
-            logits = out.float()
+        for lo in range(0, self.weight.shape[0], self.block):
+            bias = None if self.bias is None else self.bias[lo : lo + self.block]
+            logits = linear(hidden, self.weight[lo : lo + self.block], bias).float()
             if self.softcap:
                 logits.div_(self.softcap).tanh_().mul_(self.softcap)
             yield lo, logits
