@@ -268,16 +268,45 @@ def check_agreement(workload: str, ours: dict, ref: dict) -> str:
     return f"bits per byte {ours['bpb']:.6f} vs {ref['bpb']:.6f} (rel. diff {rel:.1e})"
 
 
+def cpu_name() -> str:
+    """The CPU's model name, as /proc/cpuinfo gives it (else the platform's processor)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def commit() -> str:
+    """The checkout's commit, with `+` when it has uncommitted changes."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "src"], capture_output=True, text=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+" if dirty else "")
+
+
 def table(rows: list[dict], args: argparse.Namespace) -> str:
     head = (
-        "| workload | tool | batch | load s | scoring s | requests or tokens/s | peak RSS GB | "
-        "speed-up | memory ratio |\n|---|---|---|---|---|---|---|---|---|\n"
+        "| workload | tool | batch | load s | scoring s | load + scoring s | "
+        "requests or tokens/s | peak RSS GB | speed-up | memory ratio |\n"
+        "|---|---|---|---|---|---|---|---|---|---|\n"
     )
     body = ""
     for r in rows:
         body += (
             f"| {r['workload']} | {r['tool']} | {r['batch']} | {r['load_s']:.1f} | "
-            f"{r['score_s']:.1f} | {r['tps']:.0f} | {r['peak_rss_gb']:.2f} | "
+            f"{r['score_s']:.1f} | {r['load_s'] + r['score_s']:.1f} | {r['tps']:.0f} | "
+            f"{r['peak_rss_gb']:.2f} | "
             f"{r.get('speedup', '')} | {r.get('mem_ratio', '')} |\n"
         )
     return head + body
@@ -327,18 +356,19 @@ def main() -> None:
             ours["mem_ratio"] = f"{ours['peak_rss_gb'] / ref['peak_rss_gb']:.2f}"
             rows += [ref, ours]
             print(table(rows[-2:], args), flush=True)
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, {args.device} {args.dtype}"
+    machine = f"{cpu_name()}, {os.cpu_count()} cores, {args.device} {args.dtype}"
     report = (
         f"# whetstone vs lm-evaluation-harness\n\n{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
-        f"{machine}, Python {platform.python_version()}\n\n"
+        f"{machine}, Python {platform.python_version()}, whetstone at {commit()}\n\n"
         + table(rows, args)
-        + "\nAgreement:\n"
-        + "\n".join(notes)
-        + "\n"
+        + "\nSpeed-up and memory ratio: whetstone's scoring time and peak RSS against "
+        "lm-evaluation-harness's.\n\nAgreement:\n" + "\n".join(notes) + "\n"
     )
     print(report)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    name = f"lm_eval_side_by_side_{args.device.split(':')[0]}_{args.dtype}.md"
+    vendor = cpu_name().split()[0].lower() if args.device == "cpu" else ""
+    name = f"lm_eval_side_by_side_{args.device.split(':')[0]}_{args.dtype}_{vendor}.md"
+    name = name.replace("_.md", ".md")
     (RESULTS / name).write_text(report)
     print(f"written to {RESULTS / name}")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from whetstone.errors import ModelError, missing_extra
-from whetstone.models import banded_attention, onednn_linear
+from whetstone.models import banded_attention, heap, onednn_linear
 from whetstone.models.base import GenerationRequest, Progress, TokenLogprob
 from whetstone.models.hf_scoring import (
     HeadQueue,
@@ -173,6 +173,7 @@ class HFModel(TokenizedBackend):
             raise missing_extra("transformers", "hf") from exc
         try:
             tokenizer = AutoTokenizer.from_pretrained(self.source)
+            heap.collect()
             model = AutoModelForCausalLM.from_pretrained(self.source, dtype=self.torch_dtype)
         except (OSError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
