@@ -17,12 +17,7 @@ def _libc() -> Any:
 
 
 def trim() -> None:
-    """Return free heap pages to the system (glibc's `malloc_trim`; a no-op elsewhere).
-
-    Matmuls of many different shapes (every batch of a multiple-choice run has its own length)
-    leave the allocator's heaps fragmented: without a trim the resident size creeps up by
-    hundreds of MB over a run although nothing is alive.
-    """
+    """Return free heap pages to the system (glibc's `malloc_trim`; a no-op elsewhere)."""
     libc = _libc()
     if libc is not None and hasattr(libc, "malloc_trim"):
         libc.malloc_trim(0)

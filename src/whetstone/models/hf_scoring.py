@@ -20,7 +20,6 @@ from typing import Any
 
 import torch
 
-from whetstone.models import heap
 from whetstone.models.banded_attention import right_padded_scoring
 from whetstone.models.onednn_linear import linear
 from whetstone.models.tokenized import ScoreWindow, WindowScore
@@ -216,7 +215,6 @@ class HeadQueue:
             done(_sum_per_window(windows, lp[pos : pos + n], greedy[pos : pos + n]))
             pos += n
         self.waiting, self.size = [], 0
-        heap.trim()
 
 
 def cache_kwarg(module: Any) -> str:
