@@ -268,16 +268,6 @@ def check_agreement(workload: str, ours: dict, ref: dict) -> str:
     return f"bits per byte {ours['bpb']:.6f} vs {ref['bpb']:.6f} (rel. diff {rel:.1e})"
 
 
-def cpu_name() -> str:
-    """The CPU's model name, as /proc/cpuinfo gives it (else the platform's processor)."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 def commit() -> str:
     """The checkout's commit, with `+` when it has uncommitted changes."""
     try:
@@ -356,7 +346,10 @@ def main() -> None:
             ours["mem_ratio"] = f"{ours['peak_rss_gb'] / ref['peak_rss_gb']:.2f}"
             rows += [ref, ours]
             print(table(rows[-2:], args), flush=True)
-    machine = f"{cpu_name()}, {os.cpu_count()} cores, {args.device} {args.dtype}"
+    from whetstone.optimize.distill_measure import machine as measured_on
+
+    cpu = measured_on()["cpu"]
+    machine = f"{cpu}, {os.cpu_count()} cores, {args.device} {args.dtype}"
     report = (
         f"# whetstone vs lm-evaluation-harness\n\n{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
         f"{machine}, Python {platform.python_version()}, whetstone at {commit()}\n\n"
@@ -366,9 +359,10 @@ def main() -> None:
     )
     print(report)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    vendor = cpu_name().split()[0].lower() if args.device == "cpu" else ""
-    name = f"lm_eval_side_by_side_{args.device.split(':')[0]}_{args.dtype}_{vendor}.md"
-    name = name.replace("_.md", ".md")
+    parts = [args.device.split(":")[0], args.dtype]
+    if args.device == "cpu":  # one record per CPU vendor: ratios differ between them
+        parts.append(cpu.split()[0].lower())
+    name = f"lm_eval_side_by_side_{'_'.join(parts)}.md"
     (RESULTS / name).write_text(report)
     print(f"written to {RESULTS / name}")
 

@@ -77,7 +77,7 @@ class VocabHead:
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Whole-vocabulary float32 logits (for checks on short inputs)."""
-        return torch.cat([block.clone() for _, block in self.blocks(hidden)], dim=1)
+        return torch.cat([block for _, block in self.blocks(hidden)], dim=1)
 
 
 def logits_as_blocks(logits: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
