@@ -9,12 +9,19 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class MetricValue(BaseModel):
-    """One aggregate metric with its 95% interval and the number of items behind it."""
+    """One aggregate metric with its 95% interval and the number of items behind it.
+
+    ``too_few`` marks a sample too small for an honest interval: the ends are then None (never
+    a point interval) and ``note`` says why. ``method`` names how the interval was computed.
+    """
 
     value: float
     ci_low: float | None = None
     ci_high: float | None = None
     n: int
+    method: str = ""
+    too_few: bool = False
+    note: str | None = None
 
 
 class TaskResult(BaseModel):

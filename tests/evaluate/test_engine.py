@@ -186,7 +186,7 @@ def test_results_json_follows_the_design_schema(suite_run: SuiteRun) -> None:
     expected_metrics = {
         "support_docs": {"perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte"},
         "support_mc": {"acc", "acc_norm", "brier", "ece"},
-        "support_intents": {"accuracy", "precision", "recall", "f1", "ece"},
+        "support_intents": {"accuracy", "precision_macro", "recall_macro", "f1_macro", "ece"},
         "support_qa": {"exact_match", "token_f1", "bleu", "chrf", "rouge_l"},
     }
     for task in TASKS:
@@ -194,7 +194,8 @@ def test_results_json_follows_the_design_schema(suite_run: SuiteRun) -> None:
         assert expected_metrics[task] <= set(metrics), task
         n_items = len(data(task))
         for name, m in metrics.items():
-            assert set(m) == {"value", "ci_low", "ci_high", "n"}, (task, name)
+            assert set(m) == {"value", "ci_low", "ci_high", "n", "method", "too_few", "note"}
+            assert m["method"] and not m["too_few"], (task, name)
             assert m["n"] == n_items, (task, name)
             assert all(isinstance(m[k], float) for k in ("value", "ci_low", "ci_high")), (
                 task,

@@ -11,6 +11,7 @@ import sacrebleu
 from rouge_score import rouge_scorer
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
+from tests.evaluate.references import bca_of
 from whetstone.evaluate.metrics import (
     classification_metrics,
     count_bytes,
@@ -140,15 +141,49 @@ def test_multiple_choice_brier_matches_lm_eval() -> None:
     assert aggregates["brier"].value == pytest.approx(lm_metrics.brier_score(items))
 
 
-def test_ece_bootstrap_matches_loop_reference() -> None:
+def test_ece_interval_is_the_image_of_bonferroni_wilson_bins() -> None:
+    """ECE's interval by hand: statsmodels' Wilson per non-empty bin at 1 - 0.05 / bins, shifted
+    by the bin's mean confidence; the ECE runs from the least to the largest |gap| allowed."""
+    from statsmodels.stats.proportion import proportion_confint
+
     lls, lengths, gold = _random_mc(60, 3)
     aggregates, items = multiple_choice_metrics(lls, lengths, gold, seed=4, n_boot=150)
     conf = [it["confidence"] for it in items]
     acc = [it["acc"] for it in items]
-    draws = np.random.default_rng(4).integers(0, 60, size=(150, 60))
-    reference = [_ece_loop([conf[j] for j in row], [acc[j] for j in row]) for row in draws]
-    low, high = np.quantile(reference, [0.025, 0.975])
-    assert (aggregates["ece"].ci_low, aggregates["ece"].ci_high) == pytest.approx((low, high))
+    bins = [[i for i, c in enumerate(conf) if b / 10 < c <= (b + 1) / 10] for b in range(10)]
+    bins = [members for members in bins if members]
+    low = high = 0.0
+    for members in bins:
+        hits = sum(acc[i] for i in members)
+        lo, hi = proportion_confint(hits, len(members), 0.05 / len(bins), method="wilson")
+        mean_conf = sum(conf[i] for i in members) / len(members)
+        gaps = (lo - mean_conf, hi - mean_conf)
+        least = 0.0 if gaps[0] <= 0 <= gaps[1] else min(abs(g) for g in gaps)
+        low += len(members) / 60 * least
+        high += len(members) / 60 * max(abs(g) for g in gaps)
+    ece = aggregates["ece"]
+    assert (ece.ci_low, ece.ci_high) == pytest.approx((low, high))
+    assert ece.value == pytest.approx(_ece_loop(conf, acc))
+    assert ece.method == "ece_projection"
+
+
+def test_ece_interval_covers_zero_for_a_calibrated_model() -> None:
+    """A calibrated model (correct ~ Bernoulli(confidence)) at 200 items: the plug-in ECE is
+    about 0.05 and a percentile bootstrap never reaches 0; the interval must cover 0."""
+    rng = np.random.default_rng(21)
+    covered, plug_in, debiased = [], [], []
+    for _ in range(200):
+        p_top = rng.uniform(0.5, 1.0, size=200)
+        correct = rng.random(200) < p_top
+        lls = [[math.log(p), math.log(1 - p)] for p in p_top]
+        gold = [0 if c else 1 for c in correct]
+        aggregates, _ = multiple_choice_metrics(lls, [[1, 1]] * 200, gold, n_boot=20)
+        covered.append(aggregates["ece"].ci_low == 0.0)
+        plug_in.append(aggregates["ece"].value)
+        debiased.append(aggregates["ece_debiased"].value)
+    assert np.mean(covered) >= 0.93
+    assert np.mean(plug_in) > 0.03
+    assert np.mean(debiased) < 0.5 * np.mean(plug_in)
 
 
 def test_multiple_choice_rejects_bad_input() -> None:
@@ -162,8 +197,11 @@ def test_multiple_choice_rejects_bad_input() -> None:
 
 def test_multiple_choice_single_item() -> None:
     aggregates, _ = multiple_choice_metrics([[-1.0, -2.0]], [[1, 1]], [0])
-    assert aggregates["brier"].ci_low is None and aggregates["ece"].ci_high is None
+    assert aggregates["brier"].ci_low is None and aggregates["brier"].too_few
+    assert aggregates["brier"].note
     assert aggregates["acc"].ci_low is not None  # Wilson
+    ece = aggregates["ece"]  # one Wilson bin: wide, never a point
+    assert ece.ci_low is not None and ece.ci_high is not None and ece.ci_high - ece.ci_low > 0.3
 
 
 # ----------------------------------------------------------------------------- classification
@@ -195,7 +233,8 @@ def test_classification_point_metrics_match_sklearn(k: int, junk: float, seed: i
     gold, predicted, labels = _random_classification(400, k, seed, junk)
     aggregates, tables, items = classification_metrics(gold, predicted, labels, n_boot=50)
     assert aggregates["accuracy"].value == pytest.approx(accuracy_score(gold, predicted))
-    for average, suffix in (("macro", ""), ("micro", "_micro"), ("weighted", "_weighted")):
+    for average in ("macro", "micro", "weighted"):
+        suffix = f"_{average}"
         p, r, f, _ = precision_recall_fscore_support(
             gold, predicted, labels=labels, average=average, zero_division=0
         )
@@ -234,29 +273,87 @@ def test_classification_out_of_label_prediction_is_wrong_for_every_class() -> No
     assert tables["per_class"]["pos"] == pytest.approx(
         {"precision": 1.0, "recall": 0.5, "f1": 2 / 3, "support": 2}
     )
-    assert aggregates["f1"].value == pytest.approx((2 / 3 + 1) / 2)
+    assert aggregates["f1_macro"].value == pytest.approx((2 / 3 + 1) / 2)
     assert aggregates["precision_micro"].value == pytest.approx(1.0)  # 3 of 3 in-label predictions
     assert aggregates["recall_micro"].value == pytest.approx(0.75)
 
 
-def test_classification_bootstrap_interval_matches_sklearn_loop() -> None:
-    from sklearn.metrics import f1_score
+def test_classification_macro_recall_interval_is_mover_over_wilson_classes() -> None:
+    """Macro recall's interval by hand: statsmodels' Wilson per class (independent given the
+    class counts), combined by MOVER: mean -/+ sqrt(sum((r_k - l_k)^2)) / K."""
+    from statsmodels.stats.proportion import proportion_confint
 
-    gold, predicted, labels = _random_classification(80, 4, 5, junk=0.1)
-    aggregates, _, _ = classification_metrics(gold, predicted, labels, seed=6, n_boot=100)
-    draws = np.random.default_rng(6).integers(0, 80, size=(100, 80))
-    g, q = np.array(gold), np.array(predicted)
-    macro = [f1_score(g[r], q[r], labels=labels, average="macro", zero_division=0) for r in draws]
-    low, high = np.quantile(macro, [0.025, 0.975])
-    assert (aggregates["f1"].ci_low, aggregates["f1"].ci_high) == pytest.approx((low, high))
+    gold, predicted, labels = _random_classification(300, 3, 5)
+    aggregates, tables, _ = classification_metrics(gold, predicted, labels, seed=6, n_boot=300)
+    recalls, downs, ups = [], [], []
+    for label in labels:
+        row = tables["per_class"][label]
+        hits = round(row["recall"] * row["support"])
+        lo, hi = proportion_confint(hits, row["support"], 0.05, method="wilson")
+        recalls.append(row["recall"])
+        downs.append(row["recall"] - lo)
+        ups.append(hi - row["recall"])
+    mean = np.mean(recalls)
+    expected = (
+        mean - np.sqrt(np.sum(np.square(downs))) / 3,
+        mean + np.sqrt(np.sum(np.square(ups))) / 3,
+    )
+    got = aggregates["recall_macro"]
+    # the bootstrap correlation between classes' recalls is near 0 here, not exactly 0
+    assert (got.ci_low, got.ci_high) == pytest.approx(expected, abs=0.01)
+    assert got.method == "mover_wilson"
 
 
-def test_classification_macro_f1_bootstrap_is_fast() -> None:
+def _rare_class_draw(rng: np.random.Generator, n: int) -> tuple[list[str], list[str]]:
+    """Three classes, the last at 3% of items; the rare class is recalled 70% of the time."""
+    gold = rng.choice(3, size=n, p=[0.57, 0.40, 0.03])
+    right = rng.random(n) < np.array([0.85, 0.8, 0.7])[gold]
+    other = (gold + rng.integers(1, 3, size=n)) % 3
+    pred = np.where(right, gold, other)
+    return [str(g) for g in gold], [str(p) for p in pred]
+
+
+def test_classification_macro_intervals_cover_with_a_rare_class() -> None:
+    """Percentile bootstraps covered 83% at n = 100 with a 3% class; the target is >= 93%."""
+    rng = np.random.default_rng(31)
+    conf = np.array([[0.85, 0.075, 0.075], [0.1, 0.8, 0.1], [0.15, 0.15, 0.7]])
+    joint = np.array([0.57, 0.40, 0.03])[:, None] * conf
+    recall = np.diag(conf).mean()
+    f1 = np.mean(2 * np.diag(joint) / (joint.sum(axis=1) + joint.sum(axis=0)))
+    hits = {"recall_macro": [], "f1_macro": []}
+    for rep in range(150):
+        gold, pred = _rare_class_draw(rng, 100)
+        aggregates, _, _ = classification_metrics(gold, pred, ["0", "1", "2"], seed=rep, n_boot=200)
+        for name, truth in (("recall_macro", recall), ("f1_macro", f1)):
+            m = aggregates[name]
+            hits[name].append(m.ci_low <= truth <= m.ci_high)
+    assert np.mean(hits["recall_macro"]) >= 0.9
+    assert np.mean(hits["f1_macro"]) >= 0.9
+
+
+def test_classification_binary_positive_class_matches_sklearn() -> None:
+    from sklearn.metrics import precision_recall_fscore_support as prfs
+
+    gold, predicted, _ = _random_classification(200, 2, 9)
+    labels = ["class_0", "class_1"]
+    predicted = [p if p in labels else "class_0" for p in predicted]
+    aggregates, _, _ = classification_metrics(gold, predicted, labels, positive="class_0")
+    p, r, f, _ = prfs(gold, predicted, pos_label="class_0", average="binary", zero_division=0)
+    assert aggregates["precision_binary"].value == pytest.approx(p)
+    assert aggregates["recall_binary"].value == pytest.approx(r)
+    assert aggregates["f1_binary"].value == pytest.approx(f)
+    f1 = aggregates["f1_binary"]
+    assert f1.ci_low is not None and f1.ci_high is not None and f1.ci_low < f1.value < f1.ci_high
+    with pytest.raises(ValueError, match="positive"):
+        classification_metrics(gold, predicted, labels, positive="nope")
+
+
+def test_classification_macro_f1_interval_is_fast() -> None:
     gold, predicted, labels = _random_classification(7600, 4, 7, junk=0.05)
     start = time.perf_counter()
     aggregates, _, _ = classification_metrics(gold, predicted, labels, n_boot=1000)
     assert time.perf_counter() - start < 3.0
-    f1 = aggregates["f1"]
+    f1 = aggregates["f1_macro"]
     assert f1.ci_low is not None and f1.ci_high is not None
     assert f1.ci_low < f1.value < f1.ci_high
 
@@ -291,32 +388,32 @@ def test_classification_rejects_bad_input() -> None:
         classification_metrics(["a", "b"], ["a", "b"], ["a", "b"], np.array([[1.0], [1.0]]))
 
 
-def test_classification_single_item_has_no_bootstrap_interval() -> None:
+def test_classification_single_item_never_gets_a_point_interval() -> None:
     aggregates, _, _ = classification_metrics(["a"], ["a"], ["a", "b"])
-    assert aggregates["f1"].ci_low is None and aggregates["f1"].n == 1
+    f1 = aggregates["f1_macro"]
+    assert f1.n == 1 and f1.ci_low is not None and f1.ci_high is not None
+    assert f1.ci_high - f1.ci_low > 0.5 and f1.note
 
 
 # ----------------------------------------------------------------------------- perplexity
 
 
 def test_perplexity_metrics_match_hand_formulas() -> None:
-    logprobs = [-120.5, -33.25, -410.0, -7.75]
-    tokens = [40, 12, 150, 3]
-    words = [30, 9, 101, 2]
-    nbytes = [160, 50, 600, 11]
+    logprobs = [-120.5, -33.25, -410.0, -7.75, -60.0]
+    tokens = [40, 12, 150, 3, 25]
+    words = [30, 9, 101, 2, 20]
+    nbytes = [160, 50, 600, 11, 90]
     m = perplexity_metrics(logprobs, tokens, words, nbytes, n_boot=200)
-    total_lp = -120.5 - 33.25 - 410.0 - 7.75
-    assert m["perplexity"].value == pytest.approx(math.exp(-total_lp / (40 + 12 + 150 + 3)))
-    assert m["word_perplexity"].value == pytest.approx(math.exp(-total_lp / (30 + 9 + 101 + 2)))
-    assert m["byte_perplexity"].value == pytest.approx(math.exp(-total_lp / (160 + 50 + 600 + 11)))
-    assert m["bits_per_byte"].value == pytest.approx(
-        -total_lp / (160 + 50 + 600 + 11) / math.log(2)
-    )
+    total_lp = sum(logprobs)
+    assert m["perplexity"].value == pytest.approx(math.exp(-total_lp / sum(tokens)))
+    assert m["word_perplexity"].value == pytest.approx(math.exp(-total_lp / sum(words)))
+    assert m["byte_perplexity"].value == pytest.approx(math.exp(-total_lp / sum(nbytes)))
+    assert m["bits_per_byte"].value == pytest.approx(-total_lp / sum(nbytes) / math.log(2))
     # corpus-level, not the mean of per-document perplexities
     per_doc_mean = np.mean([math.exp(-lp / t) for lp, t in zip(logprobs, tokens, strict=True)])
     assert m["perplexity"].value != pytest.approx(per_doc_mean)
     for metric in m.values():
-        assert metric.n == 4
+        assert metric.n == 5 and metric.method == "bootstrap_t_ratio"
         assert metric.ci_low is not None and metric.ci_high is not None
         assert metric.ci_low <= metric.value <= metric.ci_high
 
@@ -444,22 +541,26 @@ def test_generation_single_reference_streams_match_sacrebleu() -> None:
 
 
 def test_generation_corpus_bootstrap_matches_resampled_sacrebleu() -> None:
-    """The interval equals rescoring each resampled corpus with sacrebleu's public API."""
+    """The interval is the textbook BCa of sacrebleu's public corpus scores on each resampled
+    corpus, its acceleration from leaving each item out (n < 200: one item per group)."""
     predictions, references = _generation_data()
     predictions, references = predictions * 3, references * 3
-    n, n_boot = len(predictions), 40
+    n, n_boot = len(predictions), 60
     aggregates, _ = generation_metrics(predictions, references, seed=3, corpus_n_boot=n_boot)
     draws = np.random.default_rng(3).integers(0, n, size=(n_boot, n))
+    pairs = list(zip(predictions, references, strict=True))
     for name, scorer in (("bleu", sacrebleu.corpus_bleu), ("chrf", sacrebleu.corpus_chrf)):
-        scores = []
-        for row in draws:
-            preds = [predictions[j] for j in row]
-            refs = [references[j] for j in row]
+
+        def score(items: list[object], scorer: object = scorer) -> float:
+            preds = [p for p, _ in items]  # type: ignore[misc]
+            refs = [r for _, r in items]  # type: ignore[misc]
             width = max(len(r) for r in refs)
             streams = [[r[k] if k < len(r) else None for r in refs] for k in range(width)]
-            scores.append(scorer(preds, streams).score)
-        low, high = np.quantile(scores, [0.025, 0.975])
+            return float(scorer(preds, streams).score)  # type: ignore[operator]
+
+        low, high = bca_of(pairs, score, draws)  # type: ignore[arg-type]
         assert (aggregates[name].ci_low, aggregates[name].ci_high) == pytest.approx((low, high))
+        assert aggregates[name].method == "bca"
 
 
 def test_generation_rejects_bad_input() -> None:

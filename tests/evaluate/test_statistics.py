@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
+from tests.evaluate.references import bca_of
 from whetstone.evaluate.statistics import (
+    bca_interval,
     benjamini_hochberg,
     bootstrap_ci,
     mcnemar_exact,
@@ -72,14 +74,41 @@ def test_bootstrap_mean_coverage_bernoulli() -> None:
     assert 0.92 <= np.mean(covered) <= 0.98
 
 
-def test_bootstrap_matches_plain_loop_reference() -> None:
-    """Same documented draws (one (n_boot, n) integer matrix from default_rng(seed)), via a loop."""
-    x = np.random.default_rng(0).normal(size=50)
-    rng = np.random.default_rng(11)
-    idx = rng.integers(0, x.size, size=(300, x.size))
-    reference = [np.median([x[j] for j in row]) for row in idx]
-    expected = np.quantile(reference, [0.025, 0.975])
-    assert bootstrap_ci(x, np.median, n_boot=300, seed=11) == pytest.approx(tuple(expected))
+def test_bootstrap_matches_textbook_bca_with_expanded_tails() -> None:
+    """Same documented draws (one (n_boot, n) integer matrix from default_rng(seed)), via loops;
+    the tail is Hesterberg's expansion: Phi(-sqrt(n / (n - 1)) * t(0.975, n - 1))."""
+    x = np.random.default_rng(0).lognormal(size=30)
+    draws = np.random.default_rng(11).integers(0, x.size, size=(400, x.size))
+    expected = bca_of(list(x), lambda v: float(np.mean(v)), draws)  # type: ignore[arg-type]
+    assert bootstrap_ci(x, np.mean, n_boot=400, seed=11) == pytest.approx(tuple(expected))
+
+
+def test_bca_core_matches_scipy_bca() -> None:
+    """Without the expansion the interval is scipy.stats.bootstrap's BCa (up to resampling)."""
+    x = np.random.default_rng(4).gamma(0.7, size=40)
+    n_boot = 40000
+    dist = np.array(
+        [x[row].mean() for row in np.random.default_rng(5).integers(0, 40, (n_boot, 40))]
+    )
+    jack = (x.sum() - x) / 39
+    got = bca_interval(x.mean(), dist, jack, 40, expand=False)
+    ref = sps.bootstrap((x,), np.mean, method="BCa", n_resamples=n_boot, random_state=6)
+    width = ref.confidence_interval.high - ref.confidence_interval.low
+    assert float(got[0]) == pytest.approx(ref.confidence_interval.low, abs=0.03 * width)
+    assert float(got[1]) == pytest.approx(ref.confidence_interval.high, abs=0.03 * width)
+
+
+def test_bootstrap_mean_coverage_at_ten_skewed_items() -> None:
+    """Percentile intervals of ten lognormal items cover about 85%; BCa with expansion >= 90%."""
+    rng = np.random.default_rng(12)
+    truth = np.exp(0.5)
+    covered = [
+        (lambda lo_hi: lo_hi[0] <= truth <= lo_hi[1])(
+            bootstrap_ci(rng.lognormal(size=10), n_boot=500, seed=rep)
+        )
+        for rep in range(300)
+    ]
+    assert np.mean(covered) >= 0.88
 
 
 def test_bootstrap_statistic_without_axis_falls_back_to_rows() -> None:
@@ -156,17 +185,36 @@ def test_clustered_bootstrap_length_mismatch_raises() -> None:
 # ----------------------------------------------------------------------------- ratio bootstrap
 
 
-def test_ratio_bootstrap_matches_loop_reference() -> None:
+def test_ratio_bootstrap_matches_studentized_loop_reference() -> None:
+    """bootstrap-t: each resample's ratio over its delta-method SE, written out with loops."""
     rng = np.random.default_rng(8)
     tokens = rng.integers(5, 50, size=30).astype(float)
     logprob = -tokens * rng.uniform(1.0, 3.0, size=30)
     draws = np.random.default_rng(9).integers(0, 30, size=(250, 30))
-    reference = [
-        np.exp(-sum(logprob[j] for j in row) / sum(tokens[j] for j in row)) for row in draws
-    ]
-    expected = np.quantile(reference, [0.025, 0.975])
+
+    def ratio_and_se(rows: list[int]) -> tuple[float, float]:
+        x, y = logprob[rows], tokens[rows]
+        r = x.sum() / y.sum()
+        resid = (x - r * y) / y.mean()
+        return r, float(np.sqrt((resid**2).sum() / (len(rows) * (len(rows) - 1))))
+
+    r0, se0 = ratio_and_se(list(range(30)))
+    t = [(r - r0) / se for r, se in (ratio_and_se(list(row)) for row in draws)]
+    t_hi, t_lo = np.quantile(t, [0.975, 0.025])
+    expected = sorted(np.exp(-np.array([r0 - t_hi * se0, r0 - t_lo * se0])))
     got = ratio_bootstrap_ci(logprob, tokens, lambda r: np.exp(-r), n_boot=250, seed=9)
     assert got == pytest.approx(tuple(expected))
+
+
+def test_ratio_bootstrap_coverage_at_ten_heterogeneous_documents() -> None:
+    rng = np.random.default_rng(13)
+    covered = []
+    for rep in range(300):
+        size = np.maximum(50, rng.lognormal(np.log(4000), 0.8, 10))
+        nll = size * 1.1 * rng.gamma(4, 0.25, 10)
+        lo, hi = ratio_bootstrap_ci(-nll, size, lambda r: -r, n_boot=500, seed=rep)
+        covered.append(lo <= 1.1 <= hi)
+    assert np.mean(covered) >= 0.9
 
 
 def test_ratio_bootstrap_coverage() -> None:

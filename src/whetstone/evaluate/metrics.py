@@ -3,10 +3,13 @@
 Conventions shared by every function here:
 
 * No items raises ``ValueError``.
-* Intervals are 95%. Wilson intervals (binary means) are reported for any n >= 1. Bootstrap
-  intervals need at least two items: with a single item ``ci_low`` and ``ci_high`` are ``None``,
-  since resampling one item has no spread and (value, value) would claim false certainty.
-* Bootstrap intervals are percentile intervals over items and deterministic given ``seed``.
+* Intervals are 95%, and each MetricValue names its method. Wilson intervals (0/1 means) are
+  reported for any n >= 1. Bootstrap intervals (BCa with tails expanded for small n, or
+  studentized for corpus ratios) need at least ``MIN_BOOTSTRAP_N`` items with some spread;
+  below that the ends are None, ``too_few`` is set and ``note`` says why: a point interval
+  would claim false certainty.
+* Bootstrap intervals resample items and are deterministic given ``seed``.
+* docs/statistics.md gives each method with its measured coverage.
 """
 
 from __future__ import annotations
@@ -23,9 +26,10 @@ from rouge_score import rouge_scorer
 from sacrebleu.metrics.base import Metric
 
 from whetstone.evaluate.statistics import (
+    bca_interval,
     bootstrap_ci,
     bootstrap_distribution,
-    percentile_interval,
+    mover_interval,
     ratio_bootstrap_ci,
     resample_counts,
     wilson_ci,
@@ -48,9 +52,15 @@ __all__ = [
 ]
 
 N_BOOT = 1000
-CORPUS_N_BOOT = 200
+CORPUS_N_BOOT = 1000
 ECE_BINS = 10
+#: Fewest items (with some spread) for a bootstrap interval; fewer are flagged too_few.
+MIN_BOOTSTRAP_N = 5
+#: Fewest documents for the studentized interval of a corpus ratio (perplexity, bits per byte).
+MIN_RATIO_N = 5
 _PROB_SUM_TOL = 1e-4
+# Leave-one-group-out jackknife of corpus statistics uses at most this many groups.
+_JACKKNIFE_GROUPS = 200
 
 ChunkFunction = Callable[[np.ndarray], np.ndarray]
 
@@ -74,14 +84,38 @@ def _same_length(what: str, **columns: Sequence[Any]) -> int:
     return n
 
 
+def too_few(value: float, n: int, note: str, method: str = "") -> MetricValue:
+    """A MetricValue without an interval, flagged: the sample cannot support an honest one."""
+    return MetricValue(value=value, n=n, method=method, too_few=True, note=note)
+
+
+def _interval(value: float, n: int, low: float, high: float, method: str) -> MetricValue:
+    """A MetricValue with its interval; one that collapsed to a point is flagged instead."""
+    if not (np.isfinite(low) and np.isfinite(high)) or high - low <= 1e-12 * max(1.0, abs(value)):
+        return too_few(value, n, f"no spread across {n} items: no honest interval", method)
+    return MetricValue(value=value, ci_low=float(low), ci_high=float(high), n=n, method=method)
+
+
+def _few_items_note(n: int, least: int = MIN_BOOTSTRAP_N) -> str:
+    """The note of a metric computed from fewer items than its interval needs."""
+    return f"{n} item(s): a bootstrap interval needs at least {least}"
+
+
 def _bootstrapped(
-    value: float, n: int, chunk_fn: ChunkFunction, *, seed: int, n_boot: int
+    value: float,
+    n: int,
+    chunk_fn: ChunkFunction,
+    leave_one_out: np.ndarray,
+    *,
+    seed: int,
+    n_boot: int,
 ) -> MetricValue:
-    """A MetricValue whose interval is the percentile bootstrap of chunk_fn (None when n < 2)."""
-    if n < 2:
-        return MetricValue(value=value, n=n)
-    low, high = percentile_interval(bootstrap_distribution(n, chunk_fn, n_boot=n_boot, seed=seed))
-    return MetricValue(value=value, ci_low=float(low), ci_high=float(high), n=n)
+    """A MetricValue with the BCa interval of chunk_fn's replicates (too_few for small n)."""
+    if n < MIN_BOOTSTRAP_N:
+        return too_few(value, n, _few_items_note(n), "bca")
+    dist = bootstrap_distribution(n, chunk_fn, n_boot=n_boot, seed=seed)
+    low, high = bca_interval(value, dist, leave_one_out, n)
+    return _interval(value, n, float(low), float(high), "bca")
 
 
 def mean_metric(
@@ -103,11 +137,11 @@ def mean_metric(
         if not np.all((arr == 0) | (arr == 1)):
             raise ValueError("mean_metric: binary=True needs values that are all 0 or 1")
         low, high = wilson_ci(int(arr.sum()), n)
-        return MetricValue(value=value, ci_low=low, ci_high=high, n=n)
-    if n < 2:
-        return MetricValue(value=value, n=n)
+        return MetricValue(value=value, ci_low=low, ci_high=high, n=n, method="wilson")
+    if n < MIN_BOOTSTRAP_N:
+        return too_few(value, n, _few_items_note(n), "bca")
     low, high = bootstrap_ci(arr, np.mean, n_boot=n_boot, seed=seed)
-    return MetricValue(value=value, ci_low=low, ci_high=high, n=n)
+    return _interval(value, n, low, high, "bca")
 
 
 def _ece_bins(confidence: np.ndarray, n_bins: int = ECE_BINS) -> np.ndarray:
@@ -129,22 +163,75 @@ def expected_calibration_error(
     return float(np.abs(per_bin).sum() / conf.size)
 
 
-def _ece_metric(
-    confidence: np.ndarray, correct: np.ndarray, *, seed: int, n_boot: int
-) -> MetricValue:
-    """ECE with a bootstrap interval (resample items, recompute ECE; bins are fixed edges)."""
+def _ece_parts(
+    confidence: np.ndarray, correct: np.ndarray, n_bins: int = ECE_BINS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per non-empty bin: item count, correct count, mean confidence, mean c(1 - c)."""
+    bins = _ece_bins(confidence, n_bins)
+    counts = np.bincount(bins, minlength=n_bins).astype(float)
+    hits = np.bincount(bins, weights=correct, minlength=n_bins)
+    conf = np.bincount(bins, weights=confidence, minlength=n_bins)
+    spread = np.bincount(bins, weights=confidence * (1 - confidence), minlength=n_bins)
+    keep = counts > 0
+    return counts[keep], hits[keep], conf[keep] / counts[keep], spread[keep] / counts[keep]
+
+
+def debiased_ece(
+    confidence: Sequence[float] | np.ndarray,
+    correct: Sequence[float] | np.ndarray,
+    n_bins: int = ECE_BINS,
+) -> float:
+    """ECE with the sampling noise of each bin's gap taken out (0 for a calibrated model).
+
+    The plug-in |accuracy - confidence| of a bin is inflated by noise: E[gap^2] = true^2 + s^2
+    with s^2 the variance of the bin's accuracy, estimated without bias by acc(1 - acc) /
+    (n_b - 1) (c(1 - c) for a bin of one item). Each bin contributes sqrt(max(gap^2 - s^2, 0))
+    (the debiased squared gap of Kumar et al., 2019, back on the L1 scale). A calibrated model
+    scores near 0 instead of about 0.05 at 200 items; a large gap is left almost unchanged.
+    """
+    conf = np.asarray(confidence, dtype=float)
+    _require_items(conf.size, "debiased_ece")
+    counts, hits, mean_conf, spread = _ece_parts(conf, np.asarray(correct, dtype=float), n_bins)
+    acc = hits / counts
+    noise = np.where(
+        counts > 1, acc * (1 - acc) / np.maximum(counts - 1, 1), spread / np.maximum(counts, 1)
+    )
+    per_bin = np.sqrt(np.maximum((acc - mean_conf) ** 2 - noise, 0.0))
+    return float(counts @ per_bin / conf.size)
+
+
+def _ece_interval(
+    confidence: np.ndarray, correct: np.ndarray, confidence_level: float = 0.95
+) -> tuple[float, float]:
+    """The ECE interval as the image of simultaneous per-bin intervals (it can reach 0).
+
+    Each non-empty bin's accuracy gets a Wilson interval at level 1 - alpha / bins (Bonferroni),
+    shifted by the bin's mean confidence; the ECE is bounded below by the smallest |gap| each
+    bin allows (0 where the interval contains 0) and above by the largest. The truth is the
+    binned calibration error given the confidences, so a calibrated model is covered.
+    """
+    counts, hits, mean_conf, _ = _ece_parts(confidence, correct)
+    level = 1 - (1 - confidence_level) / counts.size
+    bounds = np.array([wilson_ci(int(h), int(c), level) for h, c in zip(hits, counts, strict=True)])
+    lo, hi = bounds[:, 0] - mean_conf, bounds[:, 1] - mean_conf
+    least = np.where((lo <= 0) & (hi >= 0), 0.0, np.minimum(np.abs(lo), np.abs(hi)))
+    most = np.maximum(np.abs(lo), np.abs(hi))
     n = confidence.size
-    bins = _ece_bins(confidence)
-    gap = correct.astype(float) - confidence
+    return float(counts @ least / n), float(counts @ most / n)
 
-    def chunk(idx: np.ndarray) -> np.ndarray:
-        rows = idx.shape[0]
-        keys = bins[idx] + (np.arange(rows) * ECE_BINS)[:, None]
-        sums = np.bincount(keys.ravel(), weights=gap[idx].ravel(), minlength=rows * ECE_BINS)
-        return np.abs(sums.reshape(rows, ECE_BINS)).sum(axis=1) / n
 
-    value = expected_calibration_error(confidence, correct)
-    return _bootstrapped(value, n, chunk, seed=seed, n_boot=n_boot)
+def _ece_metrics(confidence: np.ndarray, correct: np.ndarray) -> dict[str, MetricValue]:
+    """ece (the plug-in value) and ece_debiased, both with the per-bin projection interval."""
+    n = confidence.size
+    low, high = _ece_interval(confidence, correct)
+    values = {
+        "ece": expected_calibration_error(confidence, correct),
+        "ece_debiased": debiased_ece(confidence, correct),
+    }
+    return {
+        name: MetricValue(value=v, ci_low=low, ci_high=high, n=n, method="ece_projection")
+        for name, v in values.items()
+    }
 
 
 # --------------------------------------------------------------------------- multiple choice
@@ -215,7 +302,7 @@ def multiple_choice_metrics(
         "acc": mean_metric(acc, binary=True),
         "acc_norm": mean_metric(acc_norm, binary=True),
         "brier": mean_metric(brier, seed=seed, n_boot=n_boot),
-        "ece": _ece_metric(confidence, acc, seed=seed, n_boot=n_boot),
+        **_ece_metrics(confidence, acc),
     }
     per_item = [
         {
@@ -232,9 +319,9 @@ def multiple_choice_metrics(
 # --------------------------------------------------------------------------- classification
 
 _CLASSIFICATION_NAMES = (
-    "precision",
-    "recall",
-    "f1",
+    "precision_macro",
+    "recall_macro",
+    "f1_macro",
     "precision_micro",
     "recall_micro",
     "f1_micro",
@@ -322,7 +409,7 @@ def _probability_metrics(
     confidence = p.max(axis=1)
     top_correct = (np.argmax(p, axis=1) == g).astype(float)
     metrics = {
-        "ece": _ece_metric(confidence, top_correct, seed=seed, n_boot=n_boot),
+        **_ece_metrics(confidence, top_correct),
         "brier": mean_metric(brier, seed=seed, n_boot=n_boot),
     }
     return metrics, {"brier": brier, "confidence": confidence}
@@ -336,13 +423,18 @@ def classification_metrics(
     *,
     seed: int = 0,
     n_boot: int = N_BOOT,
+    positive: str | None = None,
 ) -> tuple[dict[str, MetricValue], dict[str, Any], list[dict[str, float]]]:
     """Accuracy and macro/micro/weighted precision, recall, F1 (+ ece, brier given probs).
 
-    precision/recall/f1 are macro averages over all ``labels`` (sklearn, zero_division=0). A
-    prediction outside ``labels`` (e.g. a failed parse) is wrong for its gold class and counts as
-    a prediction of no class, exactly as sklearn with ``labels=labels``; so precision_micro can
-    exceed accuracy. accuracy has a Wilson interval; the others a bootstrap over items.
+    Averages are named: ``f1_macro`` is the unweighted mean over all ``labels`` (sklearn,
+    zero_division=0). Given ``positive`` (one of ``labels``), ``precision_binary``,
+    ``recall_binary`` and ``f1_binary`` are that class's own scores (sklearn's
+    average="binary", what lm-evaluation-harness reports as f1). A prediction outside
+    ``labels`` (e.g. a failed parse) is wrong for its gold class and counts as a prediction of
+    no class, exactly as sklearn with ``labels=labels``; so precision_micro can exceed
+    accuracy. Proportions get Wilson intervals; macro and weighted averages combine per-class
+    Wilson intervals by MOVER.
     Returns aggregates, tables (``confusion_matrix`` with rows gold and columns predicted, its
     ``out_of_labels`` count per gold row, and ``per_class``) and per-item dicts.
     """
@@ -352,8 +444,11 @@ def classification_metrics(
     codes = g * (k + 1) + p
     counts = _confusion_counts(codes[None, :], k)
     correct = (g == p).astype(float)
+    if positive is not None and positive not in labels:
+        raise ValueError(f"positive label {positive!r} is not one of the labels {list(labels)}")
+    pos = None if positive is None else list(labels).index(positive)
     aggregates = {"accuracy": mean_metric(correct, binary=True)}
-    aggregates.update(_confusion_metrics(codes, k, seed=seed, n_boot=n_boot))
+    aggregates.update(_confusion_metrics(codes, k, seed=seed, n_boot=n_boot, positive=pos))
     prob_metrics, prob_items = _probability_metrics(probs, g, k, seed=seed, n_boot=n_boot)
     aggregates.update(prob_metrics)
     tables = _classification_tables(counts[0], labels)
@@ -364,30 +459,131 @@ def classification_metrics(
     return aggregates, tables, per_item
 
 
-def _confusion_metrics(
-    codes: np.ndarray, k: int, *, seed: int, n_boot: int
-) -> dict[str, MetricValue]:
-    """The _CLASSIFICATION_NAMES metrics, bootstrap intervals from confusion counts per resample."""
-    n = codes.size
-    point = _classification_scores(_confusion_counts(codes[None, :], k))[0]
-    if n < 2:
-        return {
-            name: MetricValue(value=float(v), n=n)
-            for name, v in zip(_CLASSIFICATION_NAMES, point, strict=True)
-        }
+def _class_trials(counts: np.ndarray, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per class, successes and trials whose ratio is the metric (F1 through Jaccard).
+
+    precision_k = tp / predicted and recall_k = tp / support are proportions; F1_k is
+    2J / (1 + J) of the Jaccard share J = tp / (support + predicted - tp), a proportion over
+    the items that involve class k. Each is binomial given its trials, so Wilson applies.
+    """
+    pc = _per_class(counts[None])
+    tp, predicted, support = (pc[key][0] for key in ("tp", "predicted", "support"))
+    trials = {"precision": predicted, "recall": support, "f1": support + predicted - tp}[metric]
+    return tp, trials
+
+
+def _to_f1(jaccard: np.ndarray) -> np.ndarray:
+    """F1 from the Jaccard share: 2J / (1 + J) (monotone, so interval ends map to ends)."""
+    return 2 * jaccard / (1 + jaccard)
+
+
+def _wilson_per_class(hits: np.ndarray, trials: np.ndarray, f1: bool) -> np.ndarray:
+    """(K, 2) Wilson ends per class; a class without trials gets [0, 1]."""
+    pairs = zip(hits, trials, strict=True)
+    ends = np.array([wilson_ci(int(h), int(t)) if t > 0 else (0.0, 1.0) for h, t in pairs])
+    return _to_f1(ends) if f1 else ends
+
+
+def _class_correlation(codes: np.ndarray, k: int, metric: str, seed: int, n_boot: int) -> Any:
+    """Correlation of the per-class estimates across bootstrap resamples (0 where constant)."""
     dist = bootstrap_distribution(
-        n,
-        lambda idx: _classification_scores(_confusion_counts(codes[idx], k)),
+        codes.size,
+        lambda idx: _per_class(_confusion_counts(codes[idx], k))[metric],
         n_boot=n_boot,
         seed=seed,
     )
-    lows, highs = percentile_interval(dist)
-    return {
-        name: MetricValue(
-            value=float(point[j]), ci_low=float(lows[j]), ci_high=float(highs[j]), n=n
+    sd = dist.std(axis=0)
+    live = sd > 0
+    corr = np.eye(k)
+    if live.sum() > 1:
+        corr[np.ix_(live, live)] = np.corrcoef(dist[:, live], rowvar=False)
+    return corr
+
+
+def _averaged_metrics(
+    codes: np.ndarray, k: int, point: dict[str, float], *, seed: int, n_boot: int
+) -> dict[str, MetricValue]:
+    """Macro and weighted precision, recall and F1 with MOVER intervals over per-class Wilsons.
+
+    A resample-based interval collapses on a class with three items (all right: every resample
+    says recall 1); a Wilson interval per class does not. The per-class intervals are combined
+    by MOVER with the correlation the bootstrap shows between classes.
+    """
+    n = codes.size
+    counts = _confusion_counts(codes[None, :], k)[0]
+    support = counts.sum(axis=1).astype(float)
+    out: dict[str, MetricValue] = {}
+    for metric in ("precision", "recall", "f1"):
+        hits, trials = _class_trials(counts, metric)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = np.where(trials > 0, hits / np.maximum(trials, 1), 0.0)
+        est = _to_f1(share) if metric == "f1" else share
+        ends = _wilson_per_class(hits, trials, metric == "f1")
+        corr = _class_correlation(codes, k, metric, seed, n_boot)
+        for average, weights in (("macro", np.full(k, 1.0 / k)), ("weighted", support / n)):
+            name = f"{metric}_{average}"
+            low, high = mover_interval(est, ends[:, 0], ends[:, 1], weights, corr)
+            out[name] = _class_interval(point[name], n, low, high, support)
+    return out
+
+
+def _class_interval(
+    value: float, n: int, low: float, high: float, support: np.ndarray
+) -> MetricValue:
+    """A MOVER MetricValue clipped to [0, 1], with a note when a class has few gold items."""
+    metric = MetricValue(
+        value=value, ci_low=max(0.0, low), ci_high=min(1.0, high), n=n, method="mover_wilson"
+    )
+    rare = int(support.min())
+    if rare < MIN_BOOTSTRAP_N:
+        metric.note = f"a class has {rare} gold item(s): its share of the interval is wide"
+    return metric
+
+
+def _micro_metrics(codes: np.ndarray, k: int, point: dict[str, float]) -> dict[str, MetricValue]:
+    """Micro precision and recall (proportions: Wilson) and micro F1 (Wilson on Jaccard)."""
+    n = codes.size
+    counts = _confusion_counts(codes[None, :], k)[0]
+    tp = int(np.trace(counts[:, :k]))
+    predicted = int(counts[:, :k].sum())
+    trials = {"precision_micro": predicted, "recall_micro": n, "f1_micro": n + predicted - tp}
+    out: dict[str, MetricValue] = {}
+    for name, t in trials.items():
+        low, high = wilson_ci(tp, t) if t > 0 else (0.0, 1.0)
+        if name == "f1_micro":
+            low, high = (float(v) for v in _to_f1(np.array([low, high])))
+        out[name] = MetricValue(value=point[name], ci_low=low, ci_high=high, n=n, method="wilson")
+    return out
+
+
+def _binary_metrics(codes: np.ndarray, k: int, positive: int) -> dict[str, MetricValue]:
+    """precision, recall and F1 of the positive class (sklearn's average="binary")."""
+    n = codes.size
+    counts = _confusion_counts(codes[None, :], k)[0]
+    out: dict[str, MetricValue] = {}
+    for metric in ("precision", "recall", "f1"):
+        hits, trials = _class_trials(counts, metric)
+        h, t = int(hits[positive]), int(trials[positive])
+        share = h / t if t else 0.0
+        value = float(_to_f1(np.array(share))) if metric == "f1" else share
+        low, high = _wilson_per_class(np.array([h]), np.array([t]), metric == "f1")[0]
+        out[f"{metric}_binary"] = MetricValue(
+            value=value, ci_low=float(low), ci_high=float(high), n=n, method="wilson"
         )
-        for j, name in enumerate(_CLASSIFICATION_NAMES)
-    }
+    return out
+
+
+def _confusion_metrics(
+    codes: np.ndarray, k: int, *, seed: int, n_boot: int, positive: int | None = None
+) -> dict[str, MetricValue]:
+    """The _CLASSIFICATION_NAMES metrics (and the positive class's), with their intervals."""
+    values = _classification_scores(_confusion_counts(codes[None, :], k))[0]
+    point = {name: float(v) for name, v in zip(_CLASSIFICATION_NAMES, values, strict=True)}
+    out = _averaged_metrics(codes, k, point, seed=seed, n_boot=n_boot)
+    out.update(_micro_metrics(codes, k, point))
+    if positive is not None:
+        out.update(_binary_metrics(codes, k, positive))
+    return {name: out[name] for name in (*_CLASSIFICATION_NAMES, *sorted(set(out) - set(point)))}
 
 
 def _classification_tables(counts: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
@@ -447,8 +643,9 @@ def perplexity_metrics(
 
     ``logprobs`` are per-document sums of token log-probabilities (natural log). Aggregation is
     over the corpus (sum lp / sum units), as lm-evaluation-harness's weighted_perplexity and
-    bits_per_byte, not a mean of per-document values. Intervals resample documents. ``n`` counts
-    documents.
+    bits_per_byte, not a mean of per-document values. Intervals are studentized bootstraps
+    over documents (each resample's ratio over its delta-method standard error), which hold
+    their coverage from about ten documents. ``n`` counts documents.
     """
     n = _same_length(
         "perplexity_metrics", logprobs=logprobs, n_tokens=n_tokens, n_words=n_words, n_bytes=n_bytes
@@ -469,11 +666,12 @@ def perplexity_metrics(
             raise ValueError(f"perplexity_metrics: counts for {name} must be >= 0 with a sum > 0")
         with np.errstate(over="ignore"):
             value = float(transform(np.asarray(lp.sum() / den.sum())))
-        if n < 2:
-            out[name] = MetricValue(value=value, n=n)
+        if n < MIN_RATIO_N:
+            note = f"{n} document(s): a corpus-ratio interval needs at least {MIN_RATIO_N}"
+            out[name] = too_few(value, n, note, "bootstrap_t_ratio")
             continue
         low, high = ratio_bootstrap_ci(lp, den, transform, n_boot=n_boot, seed=seed)
-        out[name] = MetricValue(value=value, ci_low=low, ci_high=high, n=n)
+        out[name] = _interval(value, n, low, high, "bootstrap_t_ratio")
     return out
 
 
@@ -545,6 +743,7 @@ def _corpus_metric(
 
     Like sacrebleu's own bootstrap, resamples sum segment statistics and rescore them through
     ``Metric._compute_score_from_stats``; the point value is ``Metric.corpus_score`` itself.
+    The interval is BCa, its acceleration from a leave-one-group-out jackknife.
     """
     n = len(predictions)
     refs = cast(Sequence[Sequence[str]], streams)  # sacrebleu documents None as padding
@@ -555,7 +754,11 @@ def _corpus_metric(
         summed = resample_counts(idx, n) @ stats
         return np.array([_score_from_stats(metric, row) for row in summed])
 
-    return _bootstrapped(value, n, chunk, seed=seed, n_boot=n_boot)
+    groups = np.arange(n) % min(n, _JACKKNIFE_GROUPS)
+    group_stats = np.zeros((groups.max() + 1, stats.shape[1]), dtype=np.int64)
+    np.add.at(group_stats, groups, stats)
+    jack = np.array([_score_from_stats(metric, row) for row in stats.sum(axis=0) - group_stats])
+    return _bootstrapped(value, n, chunk, jack, seed=seed, n_boot=n_boot)
 
 
 def _score_from_stats(metric: Metric, summed: np.ndarray) -> float:
@@ -573,10 +776,11 @@ def generation_metrics(
 ) -> tuple[dict[str, MetricValue], list[dict[str, float]]]:
     """exact_match, token_f1, rouge_l (item means) and corpus bleu, chrf (sacrebleu defaults).
 
-    exact_match is binary and gets a Wilson interval; token_f1 and rouge_l a bootstrap of the
-    mean; bleu and chrf (0-100) a bootstrap over items that recomputes the corpus score from
-    sacrebleu's per-segment statistics. Items may have different numbers of references. Per-item
-    dicts add sentence-level bleu (sacrebleu.sentence_bleu) and chrf (sentence_chrf).
+    exact_match is binary and gets a Wilson interval; token_f1 and rouge_l a BCa bootstrap of
+    the mean; bleu and chrf (0-100) a BCa bootstrap over items (1000 resamples, sacrebleu's
+    default) that recomputes the corpus score from sacrebleu's per-segment statistics. Items
+    may have different numbers of references. Per-item dicts add sentence-level bleu
+    (sacrebleu.sentence_bleu) and chrf (sentence_chrf).
     """
     _same_length("generation_metrics", predictions=predictions, references=references)
     for refs in references:

@@ -18,16 +18,29 @@ __all__ = [
     "McNemarResult",
     "PairedResult",
     "PermutationResult",
+    "bca_interval",
     "benjamini_hochberg",
     "bootstrap_ci",
     "bootstrap_distribution",
+    "bootstrap_p_value",
+    "clustered_wilson_ci",
+    "expanded_tail",
+    "jackknife_acceleration",
     "mcnemar_exact",
+    "mean_score",
+    "mover_interval",
+    "newcombe_paired_ci",
     "paired_bootstrap",
+    "paired_mean_test",
     "paired_permutation_test",
+    "paired_proportion_test",
+    "paired_sums_interval",
     "percentile_interval",
     "ratio_bootstrap_ci",
     "resample_counts",
     "resample_indices",
+    "swap_permutation_test",
+    "two_group_permutation_test",
     "wilson_ci",
 ]
 
@@ -162,6 +175,91 @@ def _clustered_distribution(
     return bootstrap_distribution(n_clusters, chunk, n_boot=n_boot, seed=seed)
 
 
+def expanded_tail(n: int, confidence: float = 0.95) -> float:
+    """The lower tail probability an interval of ``n`` items uses: alpha / 2 widened for small n.
+
+    Hesterberg's expansion: the normal quantile z is replaced by sqrt(n / (n - 1)) * t(n - 1),
+    so percentile-type bootstrap intervals are no narrower than a t interval. The factor tends
+    to 1 as n grows; the bootstrap's narrowness bias at small n is what it corrects.
+    """
+    _check_confidence(confidence)
+    alpha = 1.0 - confidence
+    if n < 2:
+        return alpha / 2
+    t = float(sps.t.ppf(1 - alpha / 2, n - 1))
+    return float(sps.norm.cdf(-np.sqrt(n / (n - 1)) * t))
+
+
+def jackknife_acceleration(leave_one_out: np.ndarray) -> np.ndarray:
+    """BCa acceleration from leave-one-out estimates (axis 0 = the deleted unit)."""
+    theta = np.asarray(leave_one_out, dtype=float)
+    dev = theta.mean(axis=0) - theta
+    num = (dev**3).sum(axis=0)
+    den = 6.0 * (dev**2).sum(axis=0) ** 1.5
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a = np.where(den > 0, num / den, 0.0)
+    return np.nan_to_num(a)
+
+
+def bca_interval(
+    point: Any,
+    distribution: np.ndarray,
+    leave_one_out: np.ndarray,
+    n: int,
+    confidence: float = 0.95,
+    *,
+    expand: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bias-corrected and accelerated interval, with tails expanded for small n.
+
+    ``distribution`` holds bootstrap replicates on axis 0, ``leave_one_out`` the jackknife
+    estimates on axis 0; several statistics may sit side by side on axis 1. Non-finite
+    replicates are dropped column by column. ``expand=False`` gives Efron's plain BCa.
+    """
+    dist = np.asarray(distribution, dtype=float)
+    flat = dist.ndim == 1
+    dist = dist.reshape(dist.shape[0], -1)
+    theta = np.asarray(point, dtype=float).reshape(-1)
+    accel = jackknife_acceleration(np.asarray(leave_one_out, dtype=float).reshape(-1, theta.size))
+    tail = expanded_tail(n, confidence) if expand else (1.0 - confidence) / 2
+    z_tails = sps.norm.ppf([tail, 1 - tail])
+    lows, highs = np.empty(theta.size), np.empty(theta.size)
+    for j in range(theta.size):
+        col = dist[:, j][np.isfinite(dist[:, j])]
+        if col.size == 0:
+            lows[j] = highs[j] = np.nan
+            continue
+        share = (np.sum(col < theta[j]) + 0.5 * np.sum(col == theta[j])) / col.size
+        z0 = float(sps.norm.ppf(np.clip(share, 0.5 / col.size, 1 - 0.5 / col.size)))
+        z = z0 + z_tails
+        probs = sps.norm.cdf(z0 + z / (1 - accel[j] * z))
+        lows[j], highs[j] = np.quantile(col, np.clip(probs, 0.0, 1.0))
+    if flat:
+        return lows[:1].reshape(()), highs[:1].reshape(())
+    return lows, highs
+
+
+def _group_jackknife(values: np.ndarray, statistic: Statistic, groups: int = 200) -> np.ndarray:
+    """Leave-one-group-out estimates of a generic statistic (at most ``groups`` groups)."""
+    n = values.size
+    labels = np.arange(n) % min(groups, n)
+    out = [_scalar(statistic, values[labels != g]) for g in range(min(groups, n))]
+    return np.asarray(out)
+
+
+def _scalar(statistic: Statistic, values: np.ndarray) -> float:
+    """statistic of one 1-D sample, called the way _row_statistic calls it."""
+    return float(_row_statistic(statistic, values[None, :])[0])
+
+
+def _mean_jackknife(values: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """Leave-one-out means (weighted when ``weights`` are given), in O(n)."""
+    w = np.ones_like(values) if weights is None else weights
+    total, mass = float(w @ values), float(w.sum())
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (total - w * values) / (mass - w)
+
+
 def bootstrap_ci(
     values: Any,
     statistic: Statistic = np.mean,
@@ -171,22 +269,52 @@ def bootstrap_ci(
     clusters: Any = None,
     confidence: float = 0.95,
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of statistic(values); with clusters, resample whole clusters.
+    """BCa bootstrap interval of statistic(values) (tails expanded for small n).
 
-    ``statistic`` is called as ``statistic(samples, axis=1)`` on a (rows, n) matrix when it accepts
-    ``axis`` (numpy reductions do); otherwise it is applied row by row. With clusters, np.mean
-    uses a weighted fast path and other statistics are applied to each expanded resample.
+    With ``clusters``, whole clusters are resampled and deleted (the independent unit is the
+    cluster). ``statistic`` is called as ``statistic(samples, axis=1)`` on a (rows, n) matrix
+    when it accepts ``axis`` (numpy reductions do); otherwise it is applied row by row.
     """
     arr = _as_1d(values)
     _check_confidence(confidence)
+    point = _scalar(statistic, arr)
     if clusters is not None:
-        dist = _clustered_distribution(arr, statistic, clusters, n_boot, seed)
+        dist, jack, units = _clustered(arr, statistic, clusters, n_boot, seed)
     else:
         dist = bootstrap_distribution(
             arr.size, lambda idx: _row_statistic(statistic, arr[idx]), n_boot=n_boot, seed=seed
         )
-    low, high = percentile_interval(dist, confidence)
+        jack = _mean_jackknife(arr) if statistic is np.mean else _group_jackknife(arr, statistic)
+        units = arr.size
+    low, high = bca_interval(point, dist, jack, units, confidence)
     return float(low), float(high)
+
+
+def _clustered(
+    values: np.ndarray, statistic: Statistic, clusters: Any, n_boot: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Bootstrap replicates, leave-one-cluster-out estimates and the number of clusters."""
+    codes, n_clusters = _cluster_codes(clusters, values.size)
+    if statistic is np.mean:
+        sums = np.bincount(codes, weights=values, minlength=n_clusters)
+        sizes = np.bincount(codes, minlength=n_clusters).astype(float)
+        jack = (sums.sum() - sums) / (sizes.sum() - sizes)
+    else:
+        jack = np.array([_scalar(statistic, values[codes != c]) for c in range(n_clusters)])
+    dist = _clustered_distribution(values, statistic, clusters, n_boot, seed)
+    return dist, jack, n_clusters
+
+
+def _ratio_se(counts: np.ndarray, num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """Ratio estimates and their delta-method standard errors, one per row of counts."""
+    mass = counts.sum(axis=1)
+    sx, sy = counts @ num, counts @ den
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = sx / sy
+        resid2 = counts @ (num * num) - 2 * ratio * (counts @ (num * den))
+        resid2 += ratio * ratio * (counts @ (den * den))
+        se = np.sqrt(np.maximum(resid2, 0.0) / (mass * (mass - 1))) / (sy / mass)
+    return np.stack([ratio, se], axis=1)
 
 
 def ratio_bootstrap_ci(
@@ -198,25 +326,36 @@ def ratio_bootstrap_ci(
     seed: int = 0,
     confidence: float = 0.95,
 ) -> tuple[float, float]:
-    """Bootstrap interval of transform(sum(num) / sum(den)), resampling units (e.g. documents).
+    """Studentized (bootstrap-t) interval of transform(sum(num) / sum(den)) over units.
 
-    ``transform`` must work elementwise on an array (e.g. ``lambda r: np.exp(-r)``).
+    Each resample's ratio is standardized by its own delta-method standard error, which keeps
+    coverage at a handful of heterogeneous documents where percentile intervals are too narrow.
+    ``transform`` must be monotone and elementwise (e.g. ``lambda r: np.exp(-r)``): the interval
+    is built on the ratio and its ends transformed.
     """
     num = _as_1d(numerator, "numerator")
     den = _as_1d(denominator, "denominator")
     if num.shape != den.shape:
         raise ValueError("numerator and denominator must have the same length")
     _check_confidence(confidence)
-
-    def chunk(idx: np.ndarray) -> np.ndarray:
-        counts = resample_counts(idx, num.size)
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            return np.asarray(transform((counts @ num) / (counts @ den)), dtype=float)
-
-    low, high = percentile_interval(
-        bootstrap_distribution(num.size, chunk, n_boot=n_boot, seed=seed), confidence
+    ratio, se = _ratio_se(np.ones((1, num.size)), num, den)[0]
+    dist = bootstrap_distribution(
+        num.size,
+        lambda idx: _ratio_se(resample_counts(idx, num.size).astype(float), num, den),
+        n_boot=n_boot,
+        seed=seed,
     )
-    return float(low), float(high)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = (dist[:, 0] - ratio) / dist[:, 1]
+    t = t[np.isfinite(t)]
+    if t.size == 0 or not np.isfinite(se) or se == 0:
+        low = high = ratio
+    else:
+        alpha = 1.0 - confidence
+        t_high, t_low = np.quantile(t, [1 - alpha / 2, alpha / 2])
+        low, high = ratio - t_high * se, ratio - t_low * se
+    ends = np.asarray(transform(np.array([low, high])), dtype=float)
+    return float(ends.min()), float(ends.max())
 
 
 def wilson_ci(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -347,3 +486,233 @@ def benjamini_hochberg(pvalues: Any) -> np.ndarray:
     adjusted = np.empty_like(flat)
     adjusted[order] = adjusted_sorted
     return adjusted.reshape(p.shape)
+
+
+# --------------------------------------------------------------------------- paired statistics
+
+Score = Callable[[np.ndarray], np.ndarray]
+
+
+def _sign_patterns(n: int, n_perm: int, seed: int) -> Iterator[np.ndarray]:
+    """0/1 swap patterns, shape (rows, n): all 2**n of them when n is small, else random ones."""
+    if n <= _EXACT_PERMUTATION_MAX_N:
+        yield ((np.arange(2**n)[:, None] >> np.arange(n)) & 1).astype(float)
+        return
+    rng = np.random.default_rng(seed)
+    rows = max(1, _CHUNK_ELEMENTS // n)
+    done = 0
+    while done < n_perm:
+        take = min(rows, n_perm - done)
+        yield rng.integers(0, 2, size=(take, n)).astype(float)
+        done += take
+
+
+def swap_permutation_test(
+    stats_a: np.ndarray,
+    stats_b: np.ndarray,
+    score: Score,
+    *,
+    n_perm: int = 10000,
+    seed: int = 0,
+) -> float:
+    """Two-sided p-value of score(sum B) - score(sum A) = 0 by swapping A and B within items.
+
+    ``stats_a`` and ``stats_b`` are (n, k) additive per-item statistics (a value and a count
+    for a mean; log-probability and units for a ratio; sacrebleu's segment counts for BLEU);
+    ``score`` maps summed (rows, k) statistics to (rows,) scores. Under the null that the two
+    runs are exchangeable on each item the test is exact: all 2**n swaps for n <= 16, else
+    Monte Carlo with p = (1 + hits) / (n_perm + 1). The paired sign-flip test of a mean and
+    approximate randomization for corpus metrics are this test with different statistics.
+    """
+    a, b = np.asarray(stats_a, dtype=float), np.asarray(stats_b, dtype=float)
+    total_a, total_b, delta = a.sum(axis=0), b.sum(axis=0), b - a
+    observed = float(score(total_b[None])[0] - score(total_a[None])[0])
+    tol = 1e-9 * max(1.0, abs(observed))
+    hits, count = 0, 0
+    exact = a.shape[0] <= _EXACT_PERMUTATION_MAX_N
+    for swaps in _sign_patterns(a.shape[0], n_perm, seed):
+        moved = swaps @ delta
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            diffs = score(total_b - moved) - score(total_a + moved)
+        hits += int(np.sum(np.abs(diffs) >= abs(observed) - tol))
+        count += swaps.shape[0]
+    if exact:
+        return min(1.0, hits / count)
+    return min(1.0, (hits + 1) / (count + 1))
+
+
+def paired_sums_interval(
+    stats_a: np.ndarray,
+    stats_b: np.ndarray,
+    score: Score,
+    *,
+    n_boot: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> tuple[float, float, float]:
+    """score(sum B) - score(sum A) with a paired BCa interval (items resampled jointly)."""
+    a, b = np.asarray(stats_a, dtype=float), np.asarray(stats_b, dtype=float)
+    n = a.shape[0]
+    total_a, total_b = a.sum(axis=0), b.sum(axis=0)
+
+    def diff(sum_a: np.ndarray, sum_b: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            return score(sum_b) - score(sum_a)
+
+    point = float(diff(total_a[None], total_b[None])[0])
+
+    def chunk(idx: np.ndarray) -> np.ndarray:
+        counts = resample_counts(idx, n).astype(float)
+        return diff(counts @ a, counts @ b)
+
+    dist = bootstrap_distribution(n, chunk, n_boot=n_boot, seed=seed)
+    jack = diff(total_a[None] - a, total_b[None] - b)
+    low, high = bca_interval(point, dist, jack, n, confidence)
+    return point, float(low), float(high)
+
+
+def mean_score(sums: np.ndarray) -> np.ndarray:
+    """The score of (value, count) sums: their ratio, i.e. the mean."""
+    return np.asarray(sums[:, 0] / sums[:, 1])
+
+
+def paired_mean_test(
+    a: Any, b: Any, *, n_boot: int = 2000, n_perm: int = 10000, seed: int = 0
+) -> PairedResult:
+    """mean(b) - mean(a): paired BCa interval and a sign-flip permutation p-value.
+
+    The sign-flip test is exact for n <= 16 and Monte Carlo above; unlike a bootstrap p-value
+    it keeps its size at ten items.
+    """
+    a_arr, b_arr = _paired_arrays(a, b)
+    ones = np.ones_like(a_arr)
+    sa, sb = np.stack([a_arr, ones], axis=1), np.stack([b_arr, ones], axis=1)
+    diff, low, high = paired_sums_interval(sa, sb, mean_score, n_boot=n_boot, seed=seed)
+    p = swap_permutation_test(sa, sb, mean_score, n_perm=n_perm, seed=seed)
+    return PairedResult(diff=diff, ci_low=low, ci_high=high, p_value=p)
+
+
+def newcombe_paired_ci(
+    a_correct: Any, b_correct: Any, confidence: float = 0.95
+) -> tuple[float, float]:
+    """Newcombe's hybrid score interval (method 10) for p(B correct) - p(A correct), paired."""
+    a, b = _paired_bool(a_correct, b_correct)
+    n = a.size
+    if n == 0:
+        raise ValueError("newcombe_paired_ci needs at least one pair")
+    both, only_a = int(np.sum(a & b)), int(np.sum(a & ~b))
+    only_b, neither = int(np.sum(~a & b)), int(np.sum(~a & ~b))
+    p1, p2 = (both + only_a) / n, (both + only_b) / n
+    l1, u1 = wilson_ci(both + only_a, n, confidence)
+    l2, u2 = wilson_ci(both + only_b, n, confidence)
+    product = both * neither - only_a * only_b
+    cross = max(product - n / 2, 0.0) if product > 0 else float(product)
+    margins = (both + only_a) * (only_b + neither) * (both + only_b) * (only_a + neither)
+    phi = cross / np.sqrt(margins) if margins > 0 else 0.0
+    lower = np.sqrt(max((p2 - l2) ** 2 - 2 * phi * (p2 - l2) * (u1 - p1) + (u1 - p1) ** 2, 0.0))
+    upper = np.sqrt(max((u2 - p2) ** 2 - 2 * phi * (u2 - p2) * (p1 - l1) + (p1 - l1) ** 2, 0.0))
+    diff = p2 - p1
+    return float(max(-1.0, diff - lower)), float(min(1.0, diff + upper))
+
+
+def paired_proportion_test(
+    a_correct: Any, b_correct: Any, *, alpha: float = 0.05
+) -> tuple[PairedResult, McNemarResult]:
+    """p(B) - p(A) for 0/1 items: Newcombe's interval and the exact McNemar test, made to agree.
+
+    The exact test is kept as the decision; where it does not reject at ``alpha`` but the
+    score interval excludes 0, the interval is widened to reach 0, so the two never disagree
+    in that direction. The opposite case (rejected, interval containing 0) is left as is and
+    is what the coverage bench measures.
+    """
+    a, b = _paired_bool(a_correct, b_correct)
+    test = mcnemar_exact(a, b)
+    low, high = newcombe_paired_ci(a, b, 1.0 - alpha)
+    if test.p_value >= alpha:
+        low, high = min(low, 0.0), max(high, 0.0)
+    diff = float(b.mean() - a.mean())
+    return PairedResult(diff=diff, ci_low=low, ci_high=high, p_value=test.p_value), test
+
+
+# --------------------------------------------------------------------------- groups and clusters
+
+
+def two_group_permutation_test(x: Any, y: Any, *, n_perm: int = 10000, seed: int = 0) -> float:
+    """Two-sided permutation p-value of mean(y) - mean(x) = 0 for two independent groups.
+
+    Group labels are reassigned at random (Monte Carlo, p = (1 + hits) / (n_perm + 1)), so the
+    test keeps its size even when one group has five items that are all correct, where
+    bootstrapping each group alone gives a one-point distribution.
+    """
+    x_arr, y_arr = _as_1d(x, "x"), _as_1d(y, "y")
+    pooled = np.concatenate([x_arr, y_arr])
+    total, m, n = float(pooled.sum()), y_arr.size, pooled.size
+
+    def gap(sum_y: np.ndarray) -> np.ndarray:
+        return sum_y / m - (total - sum_y) / (n - m)
+
+    observed = abs(float(gap(np.array(y_arr.sum()))))
+    tol = 1e-9 * max(1.0, observed)
+    rng = np.random.default_rng(seed)
+    rows = max(1, _CHUNK_ELEMENTS // n)
+    hits, done = 0, 0
+    while done < n_perm:
+        take = min(rows, n_perm - done)
+        chosen = np.argpartition(rng.random((take, n)), m - 1, axis=1)[:, :m]
+        hits += int(np.sum(np.abs(gap(pooled[chosen].sum(axis=1))) >= observed - tol))
+        done += take
+    return min(1.0, (hits + 1) / (n_perm + 1))
+
+
+def clustered_wilson_ci(
+    successes: Any, trials: Any, confidence: float = 0.95
+) -> tuple[float, float]:
+    """Wilson interval for a share counted over clusters (e.g. judgments grouped by item).
+
+    ``successes`` and ``trials`` are per-cluster counts. The share is sum(s) / sum(t); its
+    cluster-robust (ratio) variance gives a design effect, and Wilson runs on the effective
+    sample size sum(t) / deff (never above sum(t) or below the number of clusters' share).
+    """
+    s, t = _as_1d(successes, "successes"), _as_1d(trials, "trials")
+    if s.shape != t.shape or np.any(t < 1) or np.any((s < 0) | (s > t)):
+        raise ValueError("successes and trials must be per-cluster counts with 0 <= s <= t, t >= 1")
+    k, total = s.size, float(t.sum())
+    p = float(s.sum()) / total
+    if k < 2 or p in (0.0, 1.0):
+        n_eff = float(k)
+    else:
+        resid = s - p * t
+        var = k / (k - 1) * float(resid @ resid) / total**2
+        n_eff = p * (1 - p) / var if var > 0 else total
+        n_eff = min(total, max(n_eff, 1.0))
+    return _wilson_real(p * n_eff, n_eff, confidence)
+
+
+def _wilson_real(successes: float, n: float, confidence: float) -> tuple[float, float]:
+    """Wilson score interval with a real-valued (effective) count."""
+    _check_confidence(confidence)
+    z = float(sps.norm.ppf(1 - (1 - confidence) / 2))
+    p = successes / n
+    denom = 1 + z * z / n
+    center = (p + z * z / (2 * n)) / denom
+    half = z / denom * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return float(max(0.0, center - half)), float(min(1.0, center + half))
+
+
+def mover_interval(
+    estimates: Any, lows: Any, highs: Any, weights: Any, corr: Any = None
+) -> tuple[float, float]:
+    """Interval of sum(w * theta) from intervals of each theta (MOVER, Zou and Donner).
+
+    Each component's own interval (e.g. Wilson for a per-class recall, honest with three
+    items) sets its margin; ``corr`` (K x K, default independent) carries their dependence.
+    """
+    est = np.asarray(estimates, dtype=float)
+    w = np.asarray(weights, dtype=float)
+    down = w * np.where(w >= 0, est - np.asarray(lows), est - np.asarray(highs))
+    up = w * np.where(w >= 0, np.asarray(highs) - est, np.asarray(lows) - est)
+    r = np.eye(est.size) if corr is None else np.nan_to_num(np.asarray(corr, dtype=float))
+    point = float(w @ est)
+    low = point - float(np.sqrt(max(down @ r @ down, 0.0)))
+    high = point + float(np.sqrt(max(up @ r @ up, 0.0)))
+    return low, high
