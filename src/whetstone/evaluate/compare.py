@@ -1,29 +1,44 @@
 """Paired comparison of two runs on the same items: differences with intervals and p-values.
 
-Accuracy-like (0/1) metrics use McNemar's exact test; other per-item metrics a paired
-bootstrap of the mean; perplexity tasks a paired bootstrap of the corpus-level ratio over
-documents. The difference is always B minus A.
+Each metric is compared the way the run reports it. 0/1 metrics: Newcombe's interval with the
+exact McNemar test (made to agree). Other per-item metrics: a paired BCa interval of the mean
+difference with a sign-flip permutation test (exact up to 16 items). Corpus ratios (perplexity,
+bits per byte) and corpus scores (BLEU, chrF): the difference of the corpus statistics, a
+paired BCa interval over items, and a test that swaps the two runs' outputs within items
+(approximate randomization). The difference is always B minus A. Items whose value is missing
+or not finite in either run are left out of that metric and counted in ``missing``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from pydantic import BaseModel
 
 from whetstone.errors import WhetstoneError
+from whetstone.evaluate.metrics import corpus_statistics
 from whetstone.evaluate.statistics import (
-    bootstrap_distribution,
-    bootstrap_p_value,
-    mcnemar_exact,
-    paired_bootstrap,
-    percentile_interval,
+    PairedResult,
+    mean_score,
+    paired_proportion_test,
+    paired_sums_interval,
+    swap_permutation_test,
 )
 from whetstone.records import SampleRecord
 
 N_BOOT = 2000
+# Random swaps of the permutation tests (exact enumeration up to 16 items needs none).
+N_PERM = 10000
+# Above this many items the Monte Carlo test draws fewer swaps (its p is still exact-valid).
+_LARGE_N = 5000
+# Per-item keys that are inputs of corpus metrics, not metrics to compare on their own.
+_NOT_COMPARED = frozenset({"confidence", "logprob", "n_tokens", "n_words", "n_bytes"})
+
+Pair = tuple[SampleRecord, SampleRecord]
+Score = Callable[[np.ndarray], np.ndarray]
 
 
 class MetricComparison(BaseModel):
@@ -39,6 +54,7 @@ class MetricComparison(BaseModel):
     p_value: float
     test: str
     n: int
+    missing: int = 0
 
 
 class Comparison(BaseModel):
@@ -50,89 +66,167 @@ class Comparison(BaseModel):
     unpaired: dict[str, int]
 
 
+@dataclass(frozen=True)
+class _Ratio:
+    """A corpus ratio metric: sum(logprob) / sum(unit), then a transform."""
+
+    unit: str
+    transform: Callable[[np.ndarray], np.ndarray]
+
+
+RATIOS: dict[str, _Ratio] = {
+    "perplexity": _Ratio("n_tokens", lambda r: np.exp(-r)),
+    "word_perplexity": _Ratio("n_words", lambda r: np.exp(-r)),
+    "byte_perplexity": _Ratio("n_bytes", lambda r: np.exp(-r)),
+    "bits_per_byte": _Ratio("n_bytes", lambda r: -r / math.log(2)),
+}
+CORPUS_SCORES = ("bleu", "chrf")
+
+
+def _index(samples: list[SampleRecord], run: str) -> dict[tuple[str, str], SampleRecord]:
+    """Samples by (task, id); an id seen twice in one task is refused, naming it."""
+    out: dict[tuple[str, str], SampleRecord] = {}
+    for s in samples:
+        key = (s.task, s.id)
+        if key in out:
+            raise WhetstoneError(
+                f"run {run}: task {s.task!r} has item id {s.id!r} twice; ids must be unique"
+            )
+        out[key] = s
+    return out
+
+
 def _pair(
-    a: list[SampleRecord], b: list[SampleRecord]
-) -> tuple[dict[str, list[tuple[SampleRecord, SampleRecord]]], dict[str, int]]:
+    a: list[SampleRecord], b: list[SampleRecord], run_a: str, run_b: str
+) -> tuple[dict[str, list[Pair]], dict[str, int]]:
     """Items present in both runs, by task; and per task how many could not be paired."""
-    index = {(s.task, s.id): s for s in b}
-    pairs: dict[str, list[tuple[SampleRecord, SampleRecord]]] = {}
-    for s in a:
-        other = index.get((s.task, s.id))
-        if other is not None:
-            pairs.setdefault(s.task, []).append((s, other))
-    tasks = {s.task for s in a} | {s.task for s in b}
+    index_a, index_b = _index(a, run_a), _index(b, run_b)
+    pairs: dict[str, list[Pair]] = {}
+    for key, s in index_a.items():
+        if key in index_b:
+            pairs.setdefault(key[0], []).append((s, index_b[key]))
+    tasks = {t for t, _ in index_a} | {t for t, _ in index_b}
     unpaired = {
-        t: sum(1 for s in a if s.task == t)
-        + sum(1 for s in b if s.task == t)
+        t: sum(k[0] == t for k in index_a)
+        + sum(k[0] == t for k in index_b)
         - 2 * len(pairs.get(t, []))
         for t in tasks
     }
     return pairs, {t: n for t, n in unpaired.items() if n}
 
 
+def _column(pairs: list[Pair], key: str) -> np.ndarray:
+    """(n, 2) values of one per-item key in runs A and B; NaN where it is missing."""
+    return np.array([[s.metrics.get(key, math.nan) for s in pair] for pair in pairs], dtype=float)
+
+
 def _is_binary(x: np.ndarray) -> bool:
     return bool(np.all((x == 0) | (x == 1)))
 
 
-def _compare_metric(
-    task: str, metric: str, x: np.ndarray, y: np.ndarray, seed: int
+def _n_perm(n: int) -> int:
+    return N_PERM if n <= _LARGE_N else N_PERM // 5
+
+
+def _result(
+    task: str, metric: str, a: float, b: float, r: PairedResult, test: str, n: int, missing: int
 ) -> MetricComparison:
-    boot = paired_bootstrap(x, y, n_boot=N_BOOT, seed=seed)
-    if _is_binary(x) and _is_binary(y):
-        p, test = mcnemar_exact(x.astype(bool), y.astype(bool)).p_value, "mcnemar_exact"
-    else:
-        p, test = boot.p_value, "paired_bootstrap"
-    return MetricComparison(
-        task=task,
-        metric=metric,
-        a=float(x.mean()),
-        b=float(y.mean()),
-        diff=boot.diff,
-        ci_low=boot.ci_low,
-        ci_high=boot.ci_high,
-        p_value=p,
-        test=test,
-        n=len(x),
-    )
-
-
-RATIOS: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]] = {
-    "perplexity": ("n_tokens", lambda r: np.exp(-r)),
-    "bits_per_byte": ("n_bytes", lambda r: -r / math.log(2)),
-}
-
-
-def _compare_ratio(
-    task: str, metric: str, pairs: list[tuple[SampleRecord, SampleRecord]], seed: int
-) -> MetricComparison:
-    """A corpus-level metric (sum of log-probs over sum of units), bootstrapped over documents."""
-    unit, transform = RATIOS[metric]
-    cols = {
-        k: np.array([[s.metrics[k] for s in pair] for pair in pairs], dtype=float)
-        for k in ("logprob", unit)
-    }
-    lp, den = cols["logprob"], cols[unit]
-
-    def value(rows: np.ndarray, side: int) -> np.ndarray:
-        return transform(lp[rows, side].sum(axis=-1) / den[rows, side].sum(axis=-1))
-
-    a, b = float(value(np.arange(len(pairs)), 0)), float(value(np.arange(len(pairs)), 1))
-    dist = bootstrap_distribution(
-        len(pairs), lambda idx: value(idx, 1) - value(idx, 0), n_boot=N_BOOT, seed=seed
-    )
-    low, high = percentile_interval(dist)
     return MetricComparison(
         task=task,
         metric=metric,
         a=a,
         b=b,
-        diff=b - a,
-        ci_low=float(low),
-        ci_high=float(high),
-        p_value=bootstrap_p_value(dist),
-        test="paired_bootstrap",
-        n=len(pairs),
+        diff=r.diff,
+        ci_low=r.ci_low,
+        ci_high=r.ci_high,
+        p_value=r.p_value,
+        test=test,
+        n=n,
+        missing=missing,
     )
+
+
+def _compare_mean(task: str, metric: str, pairs: list[Pair], seed: int) -> MetricComparison | None:
+    """A per-item metric: McNemar/Newcombe for 0/1 values, else a sign-flip test of the mean."""
+    values = _column(pairs, metric)
+    keep = np.isfinite(values).all(axis=1)
+    x, y = values[keep, 0], values[keep, 1]
+    if x.size < 2:
+        return None
+    missing = int((~keep).sum())
+    if _is_binary(x) and _is_binary(y):
+        result, _ = paired_proportion_test(x.astype(bool), y.astype(bool))
+        test = "mcnemar_exact"
+    else:
+        ones = np.ones_like(x)
+        stats_a, stats_b = np.stack([x, ones], axis=1), np.stack([y, ones], axis=1)
+        result = _sums_result(stats_a, stats_b, mean_score, seed)
+        test = "sign_flip"
+    return _result(task, metric, float(x.mean()), float(y.mean()), result, test, x.size, missing)
+
+
+def _sums_result(stats_a: np.ndarray, stats_b: np.ndarray, score: Score, seed: int) -> PairedResult:
+    """Paired BCa interval and swap-permutation p-value of a statistic of summed stats."""
+    diff, low, high = paired_sums_interval(stats_a, stats_b, score, n_boot=N_BOOT, seed=seed)
+    n_perm = _n_perm(stats_a.shape[0])
+    p = swap_permutation_test(stats_a, stats_b, score, n_perm=n_perm, seed=seed)
+    return PairedResult(diff=diff, ci_low=low, ci_high=high, p_value=p)
+
+
+def _compare_ratio(task: str, metric: str, pairs: list[Pair], seed: int) -> MetricComparison | None:
+    """A corpus ratio (sum of log-probs over sum of units) of each run, over documents."""
+    ratio = RATIOS[metric]
+    lp, den = _column(pairs, "logprob"), _column(pairs, ratio.unit)
+    keep = np.isfinite(lp).all(axis=1) & np.isfinite(den).all(axis=1) & (den > 0).all(axis=1)
+    if keep.sum() < 2:
+        return None
+    stats_a = np.stack([lp[keep, 0], den[keep, 0]], axis=1)
+    stats_b = np.stack([lp[keep, 1], den[keep, 1]], axis=1)
+
+    def score(sums: np.ndarray) -> np.ndarray:
+        return np.asarray(ratio.transform(sums[:, 0] / sums[:, 1]))
+
+    a, b = (float(score(s.sum(axis=0)[None])[0]) for s in (stats_a, stats_b))
+    result = _sums_result(stats_a, stats_b, score, seed)
+    n, missing = int(keep.sum()), int((~keep).sum())
+    return _result(task, metric, a, b, result, "ratio_swap_permutation", n, missing)
+
+
+def _compare_corpus(
+    task: str, metric: str, pairs: list[Pair], seed: int
+) -> MetricComparison | None:
+    """A corpus score (BLEU, chrF) recomputed from both runs' outputs and the references."""
+    keep = [p for p in pairs if all(isinstance(s.prediction, str) and s.gold for s in p)]
+    if len(keep) < 2:
+        return None
+    refs = [list(p[0].gold) if isinstance(p[0].gold, list) else [str(p[0].gold)] for p in keep]
+    stats_a, score = corpus_statistics(metric, [str(p[0].prediction) for p in keep], refs)
+    stats_b, _ = corpus_statistics(metric, [str(p[1].prediction) for p in keep], refs)
+    a, b = (float(score(s.sum(axis=0)[None])[0]) for s in (stats_a, stats_b))
+    result = _sums_result(stats_a, stats_b, score, seed)
+    missing = len(pairs) - len(keep)
+    return _result(task, metric, a, b, result, "corpus_swap_permutation", len(keep), missing)
+
+
+def _metric_names(pairs: list[Pair]) -> list[str]:
+    """Every per-item metric any item of either run has (not only the first item's)."""
+    names = {k for pair in pairs for s in pair for k in s.metrics}
+    return sorted(names - _NOT_COMPARED)
+
+
+def _compare_task(task: str, pairs: list[Pair], seed: int) -> list[MetricComparison]:
+    """Every metric of one task, each compared as the run reports it."""
+    names = _metric_names(pairs)
+    keys = {k for pair in pairs for s in pair for k in s.metrics}
+    found: list[MetricComparison | None] = []
+    if "logprob" in keys:
+        found += [_compare_ratio(task, m, pairs, seed) for m in RATIOS if RATIOS[m].unit in keys]
+        names = [m for m in names if m not in RATIOS]
+    for metric in names:
+        corpus = metric in CORPUS_SCORES and any(isinstance(p[0].prediction, str) for p in pairs)
+        compare = _compare_corpus if corpus else _compare_mean
+        found.append(compare(task, metric, pairs, seed))
+    return [m for m in found if m is not None]
 
 
 def compare_samples(
@@ -143,20 +237,9 @@ def compare_samples(
     run_b: str = "B",
     seed: int = 0,
 ) -> Comparison:
-    """Compare two runs' samples item by item (B - A) for every metric both runs have."""
-    pairs, unpaired = _pair(a, b)
+    """Compare two runs' samples item by item (B - A) for every metric either run has."""
+    pairs, unpaired = _pair(a, b, run_a, run_b)
     if not pairs:
         raise WhetstoneError(f"runs {run_a} and {run_b} share no (task, item id): nothing to pair")
-    out: list[MetricComparison] = []
-    for task, items in sorted(pairs.items()):
-        keys = set(items[0][0].metrics) & set(items[0][1].metrics)
-        if {"logprob", "n_bytes", "n_tokens"} <= keys:
-            out += [_compare_ratio(task, m, items, seed) for m in RATIOS]
-            continue
-        for metric in sorted(keys):
-            x = np.array([p[0].metrics.get(metric, np.nan) for p in items], dtype=float)
-            y = np.array([p[1].metrics.get(metric, np.nan) for p in items], dtype=float)
-            keep = ~(np.isnan(x) | np.isnan(y))
-            if keep.sum() >= 2:
-                out.append(_compare_metric(task, metric, x[keep], y[keep], seed))
+    out = [m for task, items in sorted(pairs.items()) for m in _compare_task(task, items, seed)]
     return Comparison(run_a=run_a, run_b=run_b, metrics=out, unpaired=unpaired)

@@ -810,3 +810,24 @@ def generation_metrics(
         ),
     }
     return aggregates, per_item
+
+
+def corpus_statistics(
+    name: str, predictions: Sequence[str], references: Sequence[Sequence[str]]
+) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+    """Per-item sacrebleu statistics of ``bleu`` or ``chrf`` and the score of summed rows.
+
+    The score maps (rows, k) summed statistics to corpus scores, so resampled or swapped
+    corpora are rescored without re-tokenizing.
+    """
+    metrics: dict[str, Callable[[], Metric]] = {"bleu": sacrebleu.BLEU, "chrf": sacrebleu.CHRF}
+    if name not in metrics:
+        raise ValueError(f"no corpus statistics for {name!r}: expected one of {sorted(metrics)}")
+    metric = metrics[name]()
+    refs = cast(Sequence[Sequence[str]], _reference_streams(references))
+    stats = np.asarray(metric._extract_corpus_statistics(list(predictions), refs), dtype=float)
+
+    def score(summed: np.ndarray) -> np.ndarray:
+        return np.array([_score_from_stats(metric, row) for row in np.rint(summed)])
+
+    return stats, score
