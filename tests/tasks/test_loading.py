@@ -719,3 +719,14 @@ def test_prompt_fields() -> None:
     assert prompt_fields("no fields {{here}}") == []
     with pytest.raises(ValueError):
         prompt_fields("{0}")
+
+
+def test_an_empty_document_is_refused_at_load_naming_file_and_row(tmp_path: Path) -> None:
+    """A 0-byte document has no bits per byte; its interval ends came out NaN."""
+    data = write_jsonl(tmp_path / "docs.jsonl", [{"text": "some words"}, {"text": ""}])
+    path = write(
+        tmp_path / "t.yaml", "name: docs\nkind: perplexity\ndata: {path: docs.jsonl}\ntext: text\n"
+    )
+    (task,) = load_tasks(path)
+    with pytest.raises(DataError, match=rf"{data}: row 1 \(id 1\): column 'text' is empty"):
+        load_items(task)

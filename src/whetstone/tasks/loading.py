@@ -781,7 +781,7 @@ def _check_items(
             f"task '{task.name}': {path}: row {lacking[0]} (id {row['_id']}): {what} "
             f"(columns present in that row: {_columns(row)}; {len(lacking)} rows lack it)"
         )
-    for item in items:
+    for row_number, item in enumerate(items):
         try:
             if task.kind == "multiple_choice":
                 gold_index(task, item)
@@ -794,6 +794,11 @@ def _check_items(
             raise DataError(
                 f"task '{task.name}': {path}: item {item['_id']}: column '{task.text}' must hold "
                 f"text, got {_short(item[task.text])}"
+            )
+        if task.kind == "perplexity" and not item[task.text]:
+            raise DataError(
+                f"task '{task.name}': {path}: row {row_number} (id {item['_id']}): column "
+                f"'{task.text}' is empty (a document needs at least one byte to be scored)"
             )
 
 
