@@ -13,11 +13,19 @@ from whetstone.evaluate.statistics import (
     bca_interval,
     benjamini_hochberg,
     bootstrap_ci,
+    clustered_wilson_ci,
     mcnemar_exact,
+    mean_score,
+    mover_interval,
+    newcombe_paired_ci,
     paired_bootstrap,
+    paired_mean_test,
     paired_permutation_test,
+    paired_proportion_test,
     ratio_bootstrap_ci,
     resample_indices,
+    swap_permutation_test,
+    two_group_permutation_test,
     wilson_ci,
 )
 
@@ -356,3 +364,91 @@ def test_benjamini_hochberg_keeps_shape_and_rejects_bad_values() -> None:
         benjamini_hochberg([0.1, 1.5])
     with pytest.raises(ValueError):
         benjamini_hochberg([0.1, float("nan")])
+
+
+# ------------------------------------------------------------------------- paired and group tests
+
+
+def test_swap_permutation_of_a_mean_equals_scipy_paired_permutation_test() -> None:
+    rng = np.random.default_rng(40)
+    a, b = rng.normal(size=12), rng.normal(0.4, 1.0, size=12)
+    ones = np.ones(12)
+    got = swap_permutation_test(
+        np.stack([a, ones], axis=1), np.stack([b, ones], axis=1), mean_score
+    )
+    ref = sps.permutation_test(
+        (b, a), lambda x, y: np.mean(x - y), permutation_type="samples", n_resamples=np.inf
+    )
+    assert got == pytest.approx(ref.pvalue)
+
+
+def test_paired_mean_test_size_at_ten_items_with_ties() -> None:
+    rng = np.random.default_rng(41)
+    rejected = []
+    for rep in range(500):
+        item = rng.beta(0.5, 0.5, 10)
+        x = np.clip(item + rng.normal(0, 0.2, 10), 0, 1)
+        y = np.clip(item + rng.normal(0, 0.2, 10), 0, 1)
+        rejected.append(paired_mean_test(x, y, n_boot=200, seed=rep).p_value < 0.05)
+    assert np.mean(rejected) <= 0.055 + 0.02
+
+
+def test_two_group_permutation_test_matches_scipy_and_keeps_its_size() -> None:
+    rng = np.random.default_rng(42)
+    x, y = rng.normal(size=40), rng.normal(0.8, 1.0, size=6)
+    got = two_group_permutation_test(x, y, n_perm=20000, seed=1)
+    ref = sps.permutation_test(
+        (y, x), lambda u, v: np.mean(u) - np.mean(v), n_resamples=20000, random_state=2
+    ).pvalue
+    assert got == pytest.approx(ref, abs=0.01)
+    rejected = []
+    for rep in range(400):  # five items of a group that is often all correct
+        scores = (rng.random(200) < 0.85).astype(float)
+        rejected.append(
+            two_group_permutation_test(scores[:195], scores[195:], n_perm=500, seed=rep) < 0.05
+        )
+    assert np.mean(rejected) <= 0.055 + 0.02
+
+
+def test_newcombe_interval_covers_the_paired_difference() -> None:
+    rng = np.random.default_rng(43)
+    cells = np.array([0.6, 0.08, 0.14, 0.18])  # both, only A, only B, neither
+    truth = cells[2] - cells[1]
+    covered = []
+    for _ in range(1000):
+        kind = rng.choice(4, size=60, p=cells)
+        a, b = np.isin(kind, (0, 1)), np.isin(kind, (0, 2))
+        lo, hi = newcombe_paired_ci(a, b)
+        covered.append(lo <= truth <= hi)
+    assert 0.93 <= np.mean(covered) <= 0.98
+
+
+def test_paired_proportion_interval_never_contradicts_a_non_rejection() -> None:
+    rng = np.random.default_rng(44)
+    for _ in range(300):
+        a = rng.random(25) < 0.7
+        b = np.where(rng.random(25) < 0.2, ~a, a)
+        result, test = paired_proportion_test(a, b)
+        if test.p_value >= 0.05:
+            assert result.ci_low <= 0.0 <= result.ci_high
+
+
+def test_clustered_wilson_covers_where_judgments_of_an_item_correlate() -> None:
+    """Three judges per item share the item's tendency: Wilson over judgments covers ~80%."""
+    rng = np.random.default_rng(45)
+    clustered, naive = [], []
+    for _ in range(400):
+        item_p = rng.beta(0.6, 1.4, 40)  # truth: the mean share 0.3
+        hits = rng.binomial(3, item_p)
+        lo, hi = clustered_wilson_ci(hits, np.full(40, 3))
+        clustered.append(lo <= 0.3 <= hi)
+        lo, hi = wilson_ci(int(hits.sum()), 120)
+        naive.append(lo <= 0.3 <= hi)
+    assert np.mean(clustered) >= 0.93
+    assert np.mean(naive) < np.mean(clustered) - 0.05
+
+
+def test_mover_with_independent_parts_reduces_to_the_sum_of_squared_margins() -> None:
+    low, high = mover_interval([0.5, 0.8], [0.3, 0.7], [0.6, 0.95], [0.5, 0.5])
+    assert low == pytest.approx(0.65 - 0.5 * np.hypot(0.2, 0.1))
+    assert high == pytest.approx(0.65 + 0.5 * np.hypot(0.1, 0.15))

@@ -413,9 +413,10 @@ def paired_bootstrap(
     seed: int = 0,
     confidence: float = 0.95,
 ) -> PairedResult:
-    """Paired bootstrap of statistic(b) - statistic(a), resampling items jointly.
+    """Paired bootstrap of statistic(b) - statistic(a), resampling items jointly (BCa interval).
 
-    The p-value inverts the percentile interval: p = 2 * min(P*(d <= 0), P*(d >= 0)) over the
+    For the decision use ``paired_mean_test`` (a sign-flip test keeps its size at small n,
+    this bootstrap p-value does not). The p-value inverts the percentile interval: p = 2 * min(P*(d <= 0), P*(d >= 0)) over the
     bootstrap differences d, with add-one smoothing ((k + 1) / (n_boot + 1)) so it is never 0;
     the smallest reportable p-value is therefore 2 / (n_boot + 1). It is clipped to 1.
     """
@@ -427,7 +428,8 @@ def paired_bootstrap(
         return _row_statistic(statistic, b_arr[idx]) - _row_statistic(statistic, a_arr[idx])
 
     dist = bootstrap_distribution(a_arr.size, chunk, n_boot=n_boot, seed=seed)
-    low, high = percentile_interval(dist, confidence)
+    jack = _group_jackknife(b_arr, statistic) - _group_jackknife(a_arr, statistic)
+    low, high = bca_interval(diff, dist, jack, a_arr.size, confidence)
     return PairedResult(
         diff=diff, ci_low=float(low), ci_high=float(high), p_value=bootstrap_p_value(dist)
     )
