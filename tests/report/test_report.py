@@ -212,3 +212,25 @@ def test_report_opens_in_chromium_without_errors(
     assert seen.sections["comparison"][0] == "Before and after"
     assert seen.svgs_drawn == html.read_text().count("<svg")
     assert shot.stat().st_size > 50_000
+
+
+def test_a_metric_with_too_few_items_says_so_in_the_report_and_the_cli(tmp_path: Path) -> None:
+    """Three documents are too few for a corpus-ratio interval: the report and the CLI table say
+    so instead of printing a point interval."""
+    from whetstone.data import examples_dir
+
+    db = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    runner = CliRunner()
+    args = ["evaluate", "--model", "fake", "-t", str(examples_dir() / "suite.yaml")]
+    ev = runner.invoke(
+        app, [*args, "--limit", "3", "--db", db, "--out", str(tmp_path / "run")], env=ENV
+    )
+    assert ev.exit_code == 0, ev.output
+    assert "too few" in ev.output
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    ppl = next(t for t in results["tasks"].values() if t["kind"] == "perplexity")["metrics"]
+    assert ppl["perplexity"]["too_few"] and ppl["perplexity"]["ci_low"] is None
+    out = tmp_path / "r.html"
+    rep = runner.invoke(app, ["report", results["run_id"], "--out", str(out), "--db", db], env=ENV)
+    assert rep.exit_code == 0, rep.output
+    assert "too few for an interval" in out.read_text(encoding="utf-8")

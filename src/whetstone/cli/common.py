@@ -42,6 +42,8 @@ def fmt(x: float | None) -> str:
 
 def metric_cell(m: MetricValue) -> tuple[str, str]:
     """The value and its interval as table cells."""
+    if m.too_few:
+        return fmt(m.value), "too few"
     ci = f"[{fmt(m.ci_low)}, {fmt(m.ci_high)}]" if m.ci_low is not None else ""
     return fmt(m.value), ci
 

@@ -13,6 +13,8 @@ class Cell:
     low: float | None = None
     high: float | None = None
     n: int | None = None
+    # why there is no interval, or what to know about it (e.g. too few items)
+    note: str | None = None
 
 
 @dataclass

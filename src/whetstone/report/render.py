@@ -92,9 +92,16 @@ def render_html(report: Report) -> str:
     return page
 
 
-def _cell(value: float | None, low: float | None = None, high: float | None = None) -> str:
+def _cell(
+    value: float | None,
+    low: float | None = None,
+    high: float | None = None,
+    note: str | None = None,
+) -> str:
     if value is None:
         return "–"
+    if low is None and note:
+        return f"{fmt(value)} (too few for an interval)"
     return fmt(value) + (f" [{fmt(low)}, {fmt(high)}]" if low is not None else "")
 
 
@@ -115,7 +122,9 @@ def _baseline_markdown(report: Report, per_task: int = 2) -> list[str]:
     for t in report.tables:
         for metric, cells in t.rows[:per_task]:
             c = cells[0]
-            lines.append(f"| {t.task} | {metric} | {_cell(c.value, c.low, c.high)} | {c.n or ''} |")
+            lines.append(
+                f"| {t.task} | {metric} | {_cell(c.value, c.low, c.high, c.note)} | {c.n or ''} |"
+            )
     return [*lines, ""]
 
 
