@@ -94,7 +94,7 @@ def test_classification_task_scored_with_class_probabilities(
     metrics = ev.result.tasks["sent"].metrics
     assert len(set(predicted)) == 2  # both labels are predicted: the check below is not trivial
     assert metrics["accuracy"].value == pytest.approx(accuracy_score(gold, predicted))
-    assert metrics["f1"].value == pytest.approx(f1_score(gold, predicted, average="macro"))
+    assert metrics["f1_macro"].value == pytest.approx(f1_score(gold, predicted, average="macro"))
     for sample, row, p in zip(ev.samples, rows, probs, strict=True):
         assert sample.prompt == row["text"]  # the task's prompt, no few-shot
         np.testing.assert_allclose(np.exp(sample.loglikelihoods), p, atol=1e-4)

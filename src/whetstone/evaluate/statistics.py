@@ -222,6 +222,7 @@ def bca_interval(
     theta = np.asarray(point, dtype=float).reshape(-1)
     accel = jackknife_acceleration(np.asarray(leave_one_out, dtype=float).reshape(-1, theta.size))
     tail = expanded_tail(n, confidence) if expand else (1.0 - confidence) / 2
+    tail = max(tail, 1e-12)  # two or three items expand the tail past float precision
     z_tails = sps.norm.ppf([tail, 1 - tail])
     lows, highs = np.empty(theta.size), np.empty(theta.size)
     for j in range(theta.size):
@@ -232,8 +233,10 @@ def bca_interval(
         share = (np.sum(col < theta[j]) + 0.5 * np.sum(col == theta[j])) / col.size
         z0 = float(sps.norm.ppf(np.clip(share, 0.5 / col.size, 1 - 0.5 / col.size)))
         z = z0 + z_tails
-        probs = sps.norm.cdf(z0 + z / (1 - accel[j] * z))
-        lows[j], highs[j] = np.quantile(col, np.clip(probs, 0.0, 1.0))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            probs = sps.norm.cdf(z0 + z / (1 - accel[j] * z))
+        probs = np.nan_to_num(probs, nan=0.5)
+        lows[j], highs[j] = np.quantile(col, np.clip(np.sort(probs), 0.0, 1.0))
     if flat:
         return lows[:1].reshape(()), highs[:1].reshape(())
     return lows, highs

@@ -153,7 +153,7 @@ def retention_interval(
         return None
     lower = metric in LOWER_IS_BETTER
     if metric in RATIOS and "n_tokens" in a[ids[0]].metrics:
-        unit, transform = RATIOS[metric]
+        unit, transform = RATIOS[metric].unit, RATIOS[metric].transform
         lp = np.array([[a[i].metrics["logprob"], b[i].metrics["logprob"]] for i in ids])
         den = np.array([[a[i].metrics[unit], b[i].metrics[unit]] for i in ids], dtype=float)
 
