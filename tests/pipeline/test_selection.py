@@ -143,7 +143,8 @@ def test_gate_needs_a_paired_comparison_and_checks_the_selected_candidate() -> N
     spec = GateSpec(metrics=["t/accuracy", "t/f1"])
     a = np.ones(30)
     gate = apply_gate(spec, {"c": comparison(a, a)}, ["c"])
-    missing = [c for c in gate.checks if c.metric == "t/f1"]
+    assert spec.metrics == ["t/accuracy", "t/f1_macro"]  # the alias resolved by the registry
+    missing = [c for c in gate.checks if c.metric == "t/f1_macro"]
     assert missing[0].failed and "no paired comparison" in missing[0].reason
     base, cands = population(3, n=3)
     rule = SelectionRule(objective="t/accuracy")
@@ -163,3 +164,30 @@ def test_ties_go_to_the_smaller_then_faster_model() -> None:
     pool = [cand("big", 90, 5), cand("small-slow", 50, 9), cand("small-fast", 50, 4)]
     got = select_candidate(SelectionRule(objective="t/accuracy"), base, pool)
     assert got.selected == "small-fast"
+
+
+def _with_p(p: float, diff: float = -0.05) -> Comparison:
+    m = MetricComparison(
+        task="t",
+        metric="accuracy",
+        a=0.8,
+        b=0.8 + diff,
+        diff=diff,
+        ci_low=-0.1,
+        ci_high=0.0,
+        p_value=p,
+        test="mcnemar_exact",
+        n=100,
+    )
+    return Comparison(run_a="A", run_b="B", metrics=[m], unpaired={})
+
+
+def test_gate_adjusts_once_over_every_candidate_and_metric() -> None:
+    """p = 0.02 and 0.045 are each below 0.05 alone, but not after BH over the three
+    candidates tested (adjusted 0.06, 0.0675, 0.9: scipy's false_discovery_control)."""
+    spec = GateSpec(metrics=["t/accuracy"], candidates="all")
+    cmps = {"c1": _with_p(0.02), "c2": _with_p(0.045), "c3": _with_p(0.9)}
+    gate = apply_gate(spec, cmps, ["c1", "c2", "c3"])
+    expected = stats.false_discovery_control([0.02, 0.045, 0.9])
+    assert [c.p_adjusted for c in gate.checks] == pytest.approx(list(expected))
+    assert gate.passed and not any(c.failed for c in gate.checks)

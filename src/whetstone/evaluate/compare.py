@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 from pydantic import BaseModel
@@ -27,6 +26,7 @@ from whetstone.evaluate.statistics import (
     paired_sums_interval,
     swap_permutation_test,
 )
+from whetstone.metrics import METRICS, MetricSpec, apply_transform, ratio_metrics
 from whetstone.records import SampleRecord
 
 N_BOOT = 2000
@@ -35,7 +35,7 @@ N_PERM = 10000
 # Above this many items the Monte Carlo test draws fewer swaps (its p is still exact-valid).
 _LARGE_N = 5000
 # Per-item keys that are inputs of corpus metrics, not metrics to compare on their own.
-_NOT_COMPARED = frozenset({"confidence", "logprob", "n_tokens", "n_words", "n_bytes"})
+NOT_COMPARED = frozenset({"confidence", "logprob", "n_tokens", "n_words", "n_bytes"})
 
 Pair = tuple[SampleRecord, SampleRecord]
 Score = Callable[[np.ndarray], np.ndarray]
@@ -66,21 +66,12 @@ class Comparison(BaseModel):
     unpaired: dict[str, int]
 
 
-@dataclass(frozen=True)
-class _Ratio:
-    """A corpus ratio metric: sum(logprob) / sum(unit), then a transform."""
-
-    unit: str
-    transform: Callable[[np.ndarray], np.ndarray]
-
-
-RATIOS: dict[str, _Ratio] = {
-    "perplexity": _Ratio("n_tokens", lambda r: np.exp(-r)),
-    "word_perplexity": _Ratio("n_words", lambda r: np.exp(-r)),
-    "byte_perplexity": _Ratio("n_bytes", lambda r: np.exp(-r)),
-    "bits_per_byte": _Ratio("n_bytes", lambda r: -r / math.log(2)),
-}
-CORPUS_SCORES = ("bleu", "chrf")
+#: Corpus ratio metrics (perplexities, bits per byte), from the metric registry.
+RATIOS: dict[str, MetricSpec] = {spec.name: spec for spec in ratio_metrics()}
+#: Corpus scores recomputed from both runs' outputs.
+CORPUS_SCORES = tuple(
+    s.name for _, s in METRICS.items() if s.paired_test == "corpus_swap_permutation"
+)
 
 
 def _index(samples: list[SampleRecord], run: str) -> dict[tuple[str, str], SampleRecord]:
@@ -176,7 +167,7 @@ def _sums_result(stats_a: np.ndarray, stats_b: np.ndarray, score: Score, seed: i
 def _compare_ratio(task: str, metric: str, pairs: list[Pair], seed: int) -> MetricComparison | None:
     """A corpus ratio (sum of log-probs over sum of units) of each run, over documents."""
     ratio = RATIOS[metric]
-    lp, den = _column(pairs, "logprob"), _column(pairs, ratio.unit)
+    lp, den = _column(pairs, "logprob"), _column(pairs, str(ratio.unit))
     keep = np.isfinite(lp).all(axis=1) & np.isfinite(den).all(axis=1) & (den > 0).all(axis=1)
     if keep.sum() < 2:
         return None
@@ -184,7 +175,7 @@ def _compare_ratio(task: str, metric: str, pairs: list[Pair], seed: int) -> Metr
     stats_b = np.stack([lp[keep, 1], den[keep, 1]], axis=1)
 
     def score(sums: np.ndarray) -> np.ndarray:
-        return np.asarray(ratio.transform(sums[:, 0] / sums[:, 1]))
+        return np.asarray(apply_transform(ratio, sums[:, 0] / sums[:, 1]))
 
     a, b = (float(score(s.sum(axis=0)[None])[0]) for s in (stats_a, stats_b))
     result = _sums_result(stats_a, stats_b, score, seed)
@@ -211,7 +202,7 @@ def _compare_corpus(
 def _metric_names(pairs: list[Pair]) -> list[str]:
     """Every per-item metric any item of either run has (not only the first item's)."""
     names = {k for pair in pairs for s in pair for k in s.metrics}
-    return sorted(names - _NOT_COMPARED)
+    return sorted(names - NOT_COMPARED)
 
 
 def _compare_task(task: str, pairs: list[Pair], seed: int) -> list[MetricComparison]:

@@ -144,6 +144,7 @@ def score_classification(
         names,
         probs,
         seed=ctx.seed,
+        positive=labels[task.positive] if task.positive is not None else None,
     )
     samples = [
         SampleRecord(

@@ -419,9 +419,10 @@ def paired_bootstrap(
     """Paired bootstrap of statistic(b) - statistic(a), resampling items jointly (BCa interval).
 
     For the decision use ``paired_mean_test`` (a sign-flip test keeps its size at small n,
-    this bootstrap p-value does not). The p-value inverts the percentile interval: p = 2 * min(P*(d <= 0), P*(d >= 0)) over the
-    bootstrap differences d, with add-one smoothing ((k + 1) / (n_boot + 1)) so it is never 0;
-    the smallest reportable p-value is therefore 2 / (n_boot + 1). It is clipped to 1.
+    this bootstrap p-value does not). The p-value inverts the percentile interval:
+    p = 2 * min(P*(d <= 0), P*(d >= 0)) over the bootstrap differences d, with add-one
+    smoothing ((k + 1) / (n_boot + 1)) so it is never 0; the smallest reportable p-value is
+    therefore 2 / (n_boot + 1). It is clipped to 1.
     """
     a_arr, b_arr = _paired_arrays(a, b)
     _check_confidence(confidence)

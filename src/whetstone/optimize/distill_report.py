@@ -19,14 +19,19 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from whetstone.errors import WhetstoneError
-from whetstone.evaluate.compare import RATIOS, compare_samples
-from whetstone.evaluate.statistics import bootstrap_distribution, percentile_interval
+from whetstone.evaluate.compare import compare_samples
+from whetstone.evaluate.metrics import MIN_BOOTSTRAP_N
+from whetstone.evaluate.statistics import bca_interval, bootstrap_distribution, resample_counts
+from whetstone.metrics import (
+    apply_transform,
+    headline_metrics,
+    higher_is_better,
+    is_known,
+    metric_spec,
+)
 from whetstone.optimize.distill_measure import SpeedStats
 from whetstone.records import MetricValue, SampleRecord
 
-LOWER_IS_BETTER = frozenset(
-    {"perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte", "ece", "brier"}
-)
 N_BOOT = 2000
 
 
@@ -143,42 +148,58 @@ def _per_item(samples: list[SampleRecord], task: str) -> dict[str, SampleRecord]
     return {s.id: s for s in samples if s.task == task}
 
 
+def _retention_columns(
+    a: dict[str, SampleRecord], b: dict[str, SampleRecord], ids: list[str], metric: str
+) -> tuple[np.ndarray, np.ndarray, Any] | None:
+    """Per-item numerator and denominator columns (n, 2) of each model, and the transform."""
+    if is_known(metric) and metric_spec(metric).aggregation == "ratio":
+        spec = metric_spec(metric)
+        if spec.unit is None or spec.unit not in a[ids[0]].metrics:
+            return None
+        num = np.array([[a[i].metrics["logprob"], b[i].metrics["logprob"]] for i in ids])
+        den = np.array([[a[i].metrics[spec.unit], b[i].metrics[spec.unit]] for i in ids])
+        return num, den.astype(float), lambda r: apply_transform(spec, r)
+    if metric not in a[ids[0]].metrics or metric not in b[ids[0]].metrics:
+        return None
+    num = np.array([[a[i].metrics[metric], b[i].metrics[metric]] for i in ids], dtype=float)
+    return num, np.ones_like(num), lambda r: r
+
+
 def retention_interval(
     ref: list[SampleRecord], cand: list[SampleRecord], task: str, metric: str, seed: int = 0
 ) -> tuple[float, float] | None:
-    """Bootstrap 95% interval of the retention over paired items (None when not per item)."""
+    """BCa 95% interval of the retention over paired items (None when not per item)."""
     a, b = _per_item(ref, task), _per_item(cand, task)
     ids = [i for i in a if i in b]
-    if len(ids) < 2:
+    if len(ids) < MIN_BOOTSTRAP_N:
         return None
-    lower = metric in LOWER_IS_BETTER
-    if metric in RATIOS and "n_tokens" in a[ids[0]].metrics:
-        unit, transform = RATIOS[metric].unit, RATIOS[metric].transform
-        lp = np.array([[a[i].metrics["logprob"], b[i].metrics["logprob"]] for i in ids])
-        den = np.array([[a[i].metrics[unit], b[i].metrics[unit]] for i in ids], dtype=float)
+    columns = _retention_columns(a, b, ids, metric)
+    if columns is None:
+        return None
+    num, den, transform = columns
+    lower = not higher_is_better(metric)
 
-        def stat(idx: np.ndarray) -> np.ndarray:
-            va = transform(lp[idx, 0].sum(-1) / den[idx, 0].sum(-1))
-            vb = transform(lp[idx, 1].sum(-1) / den[idx, 1].sum(-1))
+    def stat(counts: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            va = transform((counts @ num[:, 0]) / (counts @ den[:, 0]))
+            vb = transform((counts @ num[:, 1]) / (counts @ den[:, 1]))
             return np.asarray(va / vb if lower else vb / va)
 
-    else:
-        if metric not in a[ids[0]].metrics or metric not in b[ids[0]].metrics:
-            return None
-        x = np.array([a[i].metrics[metric] for i in ids], dtype=float)
-        y = np.array([b[i].metrics[metric] for i in ids], dtype=float)
-
-        def stat(idx: np.ndarray) -> np.ndarray:
-            mx, my = x[idx].mean(-1), y[idx].mean(-1)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                return np.asarray(mx / my if lower else my / mx)
-
-    dist = bootstrap_distribution(len(ids), stat, n_boot=N_BOOT, seed=seed)
-    dist = dist[np.isfinite(dist)]
-    if dist.size == 0:
+    n = len(ids)
+    point = float(stat(np.ones((1, n)))[0])
+    dist = bootstrap_distribution(
+        n, lambda idx: stat(resample_counts(idx, n).astype(float)), n_boot=N_BOOT, seed=seed
+    )
+    jack = stat(1.0 - np.eye(n)) if n <= 2000 else stat(_drop_groups(n))
+    if not np.isfinite(point) or not np.isfinite(dist).any():
         return None
-    low, high = percentile_interval(dist)
+    low, high = bca_interval(point, dist, jack, n)
     return float(low), float(high)
+
+
+def _drop_groups(n: int, groups: int = 200) -> np.ndarray:
+    """(groups, n) weights that each leave one group of items out."""
+    return (np.arange(n)[None, :] % groups != np.arange(groups)[:, None]).astype(float)
 
 
 def _paired(ref: list[SampleRecord], cand: list[SampleRecord], seed: int) -> dict[tuple, Any]:
@@ -216,7 +237,7 @@ def compare_models(
             cand_value = candidate.metrics.get(task, {}).get(metric)
             if cand_value is None:
                 continue
-            lower = metric in LOWER_IS_BETTER
+            lower = not higher_is_better(metric)
             ratio = _ratio(cand_value.value, ref_value.value)
             rows.append(
                 MetricRow(
@@ -329,13 +350,10 @@ _STYLE = (
 )
 
 
-HEADLINE = ("accuracy", "acc", "perplexity", "exact_match", "f1")
-
-
 def _tradeoff_svg(models: list[ModelReport], rows: list[MetricRow], selected: str) -> str:
     """Latency against the main metric, one point per model (inline SVG; empty without
     matplotlib or without both numbers)."""
-    head = next((r for r in rows if r.metric in HEADLINE), None)
+    head = next((r for r in rows if r.metric in headline_metrics()), None)
     if head is None:
         return ""
     points = [
@@ -381,7 +399,7 @@ def html_section(result: DistillResult | QuantizeResult) -> str:
     retained = [
         f"{html.escape(r.task)} {html.escape(r.metric)}: {_fmt(r.retention, 3)}"
         for r in result.rows
-        if r.metric in HEADLINE
+        if r.metric in headline_metrics()
     ]
     parts = [
         f'<section class="ws-distill">{_STYLE}<h2>{title}</h2>',

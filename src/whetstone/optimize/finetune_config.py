@@ -7,19 +7,16 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from whetstone.metrics import direction
 from whetstone.optimize.trials import Direction
 
 TaskType = Literal["auto", "causal_lm", "classification"]
 
-#: Metrics where lower is better; every other metric is maximized unless told otherwise.
-LOWER_IS_BETTER = frozenset(
-    {"perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte", "brier", "ece", "loss"}
-)
-
 
 def default_direction(metric: str) -> Direction:
-    """``minimize`` for perplexities, calibration errors and losses, else ``maximize``."""
-    return "minimize" if metric in LOWER_IS_BETTER else "maximize"
+    """The metric registry's direction: ``minimize`` for perplexities, calibration errors,
+    losses and costs, else ``maximize`` (unknown metrics too)."""
+    return direction(metric)
 
 
 class _Strict(BaseModel):

@@ -8,21 +8,12 @@ Candidates are judged on evaluation metrics (written `task/metric`, e.g.
 
 from __future__ import annotations
 
-#: Costs every candidate gets besides its evaluation metrics.
-COST_METRICS = ("latency_ms", "params", "size_mb")
+from whetstone.metrics import canonical_name, higher_is_better, metrics_for
 
-#: Evaluation metrics (by their name within a task) for which a lower value is better.
-LOWER_IS_BETTER = frozenset(
-    {
-        "perplexity",
-        "word_perplexity",
-        "byte_perplexity",
-        "bits_per_byte",
-        "brier",
-        "ece",
-        *COST_METRICS,
-    }
-)
+#: Costs every candidate gets besides its evaluation metrics.
+COST_METRICS = tuple(metrics_for("cost"))
+
+__all__ = ["COST_METRICS", "check_metric_name", "higher_is_better", "split_metric"]
 
 
 def split_metric(name: str) -> tuple[str | None, str]:
@@ -33,13 +24,9 @@ def split_metric(name: str) -> tuple[str | None, str]:
     return None, name
 
 
-def higher_is_better(name: str) -> bool:
-    """Whether a larger value of `task/metric` (or of a cost) is an improvement."""
-    return split_metric(name)[1] not in LOWER_IS_BETTER
-
-
 def check_metric_name(name: str) -> str:
-    """`name` if it is `task/metric` or a cost name; a ValueError naming what is expected."""
+    """`name` (an alias resolved: `t/f1` is `t/f1_macro`) if it is `task/metric` or a cost
+    name; a ValueError naming what is expected."""
     task, metric = split_metric(name)
     if task is None and metric not in COST_METRICS:
         raise ValueError(
@@ -48,4 +35,4 @@ def check_metric_name(name: str) -> str:
         )
     if task is not None and (not task or not metric or "/" in metric):
         raise ValueError(f"{name!r} is not a metric name: expected TASK/METRIC")
-    return name
+    return canonical_name(name)

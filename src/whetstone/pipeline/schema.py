@@ -145,7 +145,7 @@ class GateSpec(_Strict):
 
     metrics: list[str] = Field(min_length=1)
     # significance level of the paired tests (two-sided p-values, Benjamini-Hochberg adjusted
-    # over the guarded metrics of one candidate)
+    # once over every guarded metric of every candidate checked)
     alpha: float = Field(default=0.05, gt=0, lt=1)
     # a drop smaller than this (in the metric's units) never fails the gate
     tolerance: float = Field(default=0.0, ge=0)
@@ -156,10 +156,9 @@ class GateSpec(_Strict):
     @classmethod
     def _task_metrics(cls, value: list[str]) -> list[str]:
         for name in value:
-            check_metric_name(name)
             if "/" not in name:
                 raise ValueError(f"{name!r}: the gate guards evaluation metrics (TASK/METRIC)")
-        return value
+        return [check_metric_name(name) for name in value]
 
 
 class PipelineConfig(_Strict):

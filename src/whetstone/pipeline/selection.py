@@ -9,13 +9,15 @@ adjusted p-value below alpha.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import numpy as np
 from pydantic import BaseModel, Field
 
 from whetstone.evaluate.compare import Comparison, MetricComparison
 from whetstone.evaluate.statistics import benjamini_hochberg
-from whetstone.pipeline.metrics import higher_is_better, split_metric
+from whetstone.metrics import higher_is_better
+from whetstone.pipeline.metrics import split_metric
 from whetstone.pipeline.schema import Constraint, GateSpec, SelectionRule
 
 
@@ -149,10 +151,11 @@ def _find(cmp: Comparison, name: str) -> MetricComparison | None:
     return next((m for m in cmp.metrics if m.task == task and m.metric == metric), None)
 
 
-def _gate_one(spec: GateSpec, cand: str, cmp: Comparison | None) -> list[GateCheck]:
+def _gate_one(
+    spec: GateSpec, cand: str, cmp: Comparison | None, adjusted: Iterator[float]
+) -> list[GateCheck]:
+    """The guarded metrics of one candidate; ``adjusted`` yields its BH-adjusted p-values."""
     found = [(_find(cmp, name) if cmp else None) for name in spec.metrics]
-    pvalues = [m.p_value for m in found if m is not None]
-    adjusted = iter(benjamini_hochberg(np.array(pvalues)).tolist() if pvalues else [])
     checks: list[GateCheck] = []
     for name, m in zip(spec.metrics, found, strict=True):
         if m is None:
@@ -205,9 +208,25 @@ def gated_candidates(
     return [selection.selected] if selection.selected not in (None, "baseline") else []
 
 
+def _adjusted_pvalues(
+    spec: GateSpec, comparisons: dict[str, Comparison], gated: list[str]
+) -> Iterator[float]:
+    """One Benjamini-Hochberg adjustment over every (candidate, metric) tested, in gate order."""
+    pvalues = [
+        m.p_value
+        for name in gated
+        if (cmp := comparisons.get(name)) is not None
+        for metric in spec.metrics
+        if (m := _find(cmp, metric)) is not None
+    ]
+    return iter(benjamini_hochberg(np.array(pvalues)).tolist() if pvalues else [])
+
+
 def apply_gate(spec: GateSpec, comparisons: dict[str, Comparison], gated: list[str]) -> GateResult:
-    """Check the guarded metrics of each gated candidate against the baseline."""
-    checks = [c for name in gated for c in _gate_one(spec, name, comparisons.get(name))]
+    """Check the guarded metrics of each gated candidate against the baseline, with the
+    multiplicity controlled over every (candidate, metric) pair at once."""
+    adjusted = _adjusted_pvalues(spec, comparisons, gated)
+    checks = [c for name in gated for c in _gate_one(spec, name, comparisons.get(name), adjusted)]
     failed = [c for c in checks if c.failed]
     if failed:
         shown = "; ".join(f"{c.candidate} {c.metric}: {c.reason}" for c in failed)

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from whetstone.evaluate.compare import Comparison
-from whetstone.pipeline.metrics import COST_METRICS, higher_is_better
+from whetstone.evaluate.compare import NOT_COMPARED, Comparison
+from whetstone.metrics import higher_is_better
+from whetstone.pipeline.metrics import COST_METRICS
 from whetstone.pipeline.records import PipelineResult
 from whetstone.records import RunResult
 from whetstone.report.model import Cell, ComparisonRow, MetricTable, OverviewRow
-
-#: Per-item values that are not quality metrics (left out of comparisons shown).
-NOT_COMPARED = frozenset({"confidence", "logprob", "n_tokens", "n_words", "n_bytes"})
 
 
 def metric_tables(runs: Sequence[tuple[str, RunResult]]) -> list[MetricTable]:

@@ -10,14 +10,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-TaskKind = Literal["perplexity", "multiple_choice", "classification", "generation"]
+from whetstone.metrics import canonical_name, default_metrics
 
-DEFAULT_METRICS: dict[str, list[str]] = {
-    "perplexity": ["perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte"],
-    "multiple_choice": ["acc", "acc_norm", "brier", "ece"],
-    "classification": ["accuracy", "precision", "recall", "f1", "ece"],
-    "generation": ["exact_match", "token_f1", "bleu", "chrf", "rouge_l"],
-}
+TaskKind = Literal["perplexity", "multiple_choice", "classification", "generation"]
 
 
 class _Strict(BaseModel):
@@ -103,6 +98,9 @@ class TaskConfig(_Strict):
     fewshot: FewshotSpec | None = None
     fewshot_prompt: str | None = None
     metrics: list[str] | None = None
+    # classification with two labels: the gold value of the positive class, for the
+    # positive-class precision, recall and F1 (precision_binary, recall_binary, f1_binary)
+    positive: str | None = None
     # the folder of the YAML file; relative data paths resolve against it
     base_dir: Path = Field(default=Path("."), exclude=True)
 
@@ -139,12 +137,29 @@ class TaskConfig(_Strict):
         missing = [name for name in needed if getattr(self, name) is None]
         if missing:
             raise ValueError(f"a {self.kind} task needs the field(s): {', '.join(missing)}")
+        self._check_positive()
         return self
+
+    def _check_positive(self) -> None:
+        """``positive`` only on a two-label classification task, naming one of its labels."""
+        if self.positive is None:
+            return
+        if self.kind != "classification" or len(self.labels or {}) != 2:
+            raise ValueError("field 'positive' needs a classification task with two labels")
+        if self.positive not in (self.labels or {}):
+            known = ", ".join(self.labels or {})
+            raise ValueError(
+                f"field 'positive': {self.positive!r} is not a label (expected {known})"
+            )
 
     @property
     def metric_names(self) -> list[str]:
-        """The metrics to report: the file's list or the kind's defaults."""
-        return list(self.metrics or DEFAULT_METRICS[self.kind])
+        """The metrics to report: the file's list (aliases resolved) or the kind's defaults."""
+        names = [canonical_name(m) for m in self.metrics] if self.metrics else []
+        names = names or default_metrics(self.kind)
+        if self.positive is not None and not self.metrics:
+            names += [f"{score}_binary" for score in ("precision", "recall", "f1")]
+        return names
 
     def resolve(self, path: str) -> Path:
         """A data path from the file, relative to the YAML's folder."""
