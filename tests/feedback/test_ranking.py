@@ -158,7 +158,19 @@ def test_prior_keeps_a_model_that_never_wins_finite() -> None:
     assert ranking is not None
     ratings = {e.model: e.rating for e in ranking.entries}
     assert ratings["a"] > ratings["b"] > ratings["c"] > 0
-    assert all(np.isfinite([e.ci_low, e.ci_high]).all() for e in ranking.entries)
+    for e in ranking.entries:  # c has 4 battles: too few for an interval, flagged
+        if e.battles >= 5:
+            assert np.isfinite([e.ci_low, e.ci_high]).all()
+        else:
+            assert e.ci_low is None and e.too_few and e.note
+
+
+def test_one_battle_is_flagged_instead_of_a_point_interval() -> None:
+    """One battle resamples to itself: the interval was (1506.8, 1506.8)."""
+    ranking = rank_models([Battle("a", "b", "a")], n_boot=50)
+    assert ranking is not None
+    for e in ranking.entries:
+        assert e.too_few and e.ci_low is None and e.ci_high is None and "1 battle" in str(e.note)
 
 
 def logistic_elo(battles: list[Battle], models: list[str]) -> np.ndarray:

@@ -21,9 +21,9 @@ from whetstone.audit.schema import ContaminatedItem, ContaminationSection, Group
 from whetstone.audit.text import preview, tokens, word_ngram_hashes
 from whetstone.evaluate.statistics import (
     bootstrap_ci,
-    bootstrap_distribution,
-    bootstrap_p_value,
-    percentile_interval,
+    mover_interval,
+    two_group_permutation_test,
+    wilson_ci,
 )
 
 
@@ -208,8 +208,11 @@ def score_split(
     metric: str,
     seed: int = 0,
 ) -> ScoreSplit:
-    """The metric on clean, partial and contaminated items; contaminated minus clean with a 95%
-    bootstrap interval (each group resampled on its own) and a two-sided bootstrap p-value."""
+    """The metric on clean, partial and contaminated items; contaminated minus clean with a
+    two-group permutation p-value (exact-valid with five contaminated items, where
+    bootstrapping each group alone rejected a true null 19-20% of the time) and a MOVER
+    interval from each group's own interval (for non-0/1 scores, withheld below MIN_GROUP
+    items a group)."""
     groups: dict[str, list[float]] = {"clean": [], "partial": [], "contaminated": []}
     for item_id, value in values.items():
         cov = coverage.get(item_id)
@@ -231,18 +234,32 @@ def score_split(
     )
     clean, dirty = np.asarray(groups["clean"]), np.asarray(groups["contaminated"])
     if clean.size and dirty.size:
-        d_clean = bootstrap_distribution(
-            clean.size, lambda idx: clean[idx].mean(axis=1), n_boot=2000, seed=seed
-        )
-        d_dirty = bootstrap_distribution(
-            dirty.size, lambda idx: dirty[idx].mean(axis=1), n_boot=2000, seed=seed + 1
-        )
-        diffs = d_dirty - d_clean
-        low, high = percentile_interval(diffs)
         split.diff = float(dirty.mean() - clean.mean())
-        split.ci_low, split.ci_high = float(low), float(high)
-        split.p_value = bootstrap_p_value(diffs)
+        split.p_value = two_group_permutation_test(clean, dirty, seed=seed)
+        binary = all(np.all((g == 0) | (g == 1)) for g in (clean, dirty))
+        if binary or min(clean.size, dirty.size) >= MIN_GROUP:
+            split.ci_low, split.ci_high = _difference_interval(clean, dirty, seed)
     return split
+
+
+#: Fewest items in each group for an interval of a non-0/1 difference (Wilson needs none).
+MIN_GROUP = 5
+
+
+def _difference_interval(clean: np.ndarray, dirty: np.ndarray, seed: int) -> tuple[float, float]:
+    """contaminated - clean: MOVER over each group's interval (Wilson for 0/1 scores, BCa
+    otherwise), so a group of five all-correct items still has an honest width."""
+    ends = [_group_interval(g, seed) for g in (dirty, clean)]
+    estimates = [float(dirty.mean()), float(clean.mean())]
+    lows, highs = [e[0] for e in ends], [e[1] for e in ends]
+    return mover_interval(estimates, lows, highs, [1.0, -1.0])
+
+
+def _group_interval(values: np.ndarray, seed: int) -> tuple[float, float]:
+    """One group's 95% interval: Wilson for 0/1 values, BCa bootstrap otherwise."""
+    if np.all((values == 0) | (values == 1)):
+        return wilson_ci(int(values.sum()), values.size)
+    return bootstrap_ci(values, n_boot=2000, seed=seed)
 
 
 def _group_score(values: list[float], seed: int) -> GroupScore:

@@ -302,7 +302,7 @@ def _print_summary(summary: object) -> None:
                 str(e.rank),
                 e.model,
                 f"{e.rating:.0f}",
-                f"[{e.ci_low:.0f}, {e.ci_high:.0f}]",
+                f"[{e.ci_low:.0f}, {e.ci_high:.0f}]" if e.ci_low is not None else "too few",
                 str(e.battles),
             )
         console.print(ranking)

@@ -48,13 +48,16 @@ class RankingEntry(BaseModel):
     model: str
     rank: int
     rating: float
-    ci_low: float
-    ci_high: float
+    # None (with too_few and a note) when the model has fewer than MIN_BATTLES battles
+    ci_low: float | None
+    ci_high: float | None
     strength: float
     """theta, the natural log-odds strength (mean 0 over the ranked models)."""
     battles: int
     wins: float
     """Battles won, ties and both-bad verdicts counted as half."""
+    too_few: bool = False
+    note: str | None = None
 
 
 class Ranking(BaseModel):
@@ -189,6 +192,36 @@ def _connected(w: np.ndarray) -> bool:
     return len(seen) == p
 
 
+#: Fewest battles of a model for an interval of its rating (one battle resamples to a point).
+MIN_BATTLES = 5
+
+
+def _entry(
+    model: str,
+    rank: int,
+    rating: float,
+    ends: tuple[float, float],
+    theta: float,
+    counts: np.ndarray,
+    wins: np.ndarray,
+) -> RankingEntry:
+    """One model's ranking entry, its interval withheld below MIN_BATTLES battles."""
+    battles = int(counts.sum())
+    few = battles < MIN_BATTLES
+    return RankingEntry(
+        model=model,
+        rank=rank,
+        rating=float(rating),
+        ci_low=None if few else float(ends[0]),
+        ci_high=None if few else float(ends[1]),
+        strength=float(theta),
+        battles=battles,
+        wins=float(wins.sum()),
+        too_few=few,
+        note=f"{battles} battle(s): an interval needs {MIN_BATTLES}" if few else None,
+    )
+
+
 def rank_models(
     battles: Sequence[Battle],
     *,
@@ -225,16 +258,7 @@ def rank_models(
         counts[index[b.model_b], index[b.model_a]] += 1
     order = np.argsort(-ratings, kind="stable")
     entries = [
-        RankingEntry(
-            model=models[k],
-            rank=rank + 1,
-            rating=float(ratings[k]),
-            ci_low=float(low[k]),
-            ci_high=float(high[k]),
-            strength=float(theta[k]),
-            battles=int(counts[k].sum()),
-            wins=float(w[k].sum()),
-        )
+        _entry(models[k], rank + 1, ratings[k], (low[k], high[k]), theta[k], counts[k], w[k])
         for rank, k in enumerate(order)
     ]
     prob = 1.0 / (1.0 + np.exp(-(theta[:, None] - theta[None, :])))

@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 from sqlalchemy import and_, func, or_, select
 
-from whetstone.evaluate.statistics import bootstrap_ci, wilson_ci
+from whetstone.evaluate.statistics import bootstrap_ci, clustered_wilson_ci
 from whetstone.feedback import db
 from whetstone.feedback.agreement import Agreement, Level, agreement
 from whetstone.feedback.assignment import LEASE
@@ -156,20 +156,35 @@ class CampaignSummary(BaseModel):
     comments: list[CommentEntry] = Field(default_factory=list)
 
 
+#: Fewest distinct items for an interval of a mean over judgments (items are the unit).
+MIN_ITEMS = 5
+
+
 def _mean_ci(values: Sequence[float], clusters: Sequence[str], n_boot: int) -> MetricValue | None:
-    """The mean with a bootstrap interval that resamples whole items."""
+    """The mean with a BCa interval that resamples whole items; flagged too_few below
+    MIN_ITEMS items or when every judgment agrees (no spread: never a point interval)."""
     if not values:
         return None
+    value, n, items = float(np.mean(values)), len(values), len(set(clusters))
+    if items < MIN_ITEMS or np.ptp(values) == 0:
+        note = f"{items} item(s) judged: an interval needs {MIN_ITEMS} items with some spread"
+        return MetricValue(value=value, n=n, method="bca", too_few=True, note=note)
     lo, hi = bootstrap_ci(np.asarray(values, dtype=float), clusters=list(clusters), n_boot=n_boot)
-    return MetricValue(value=float(np.mean(values)), ci_low=lo, ci_high=hi, n=len(values))
+    return MetricValue(value=value, ci_low=lo, ci_high=hi, n=n, method="bca")
 
 
-def _share(count: int, n: int) -> MetricValue | None:
-    """A proportion with its Wilson interval."""
-    if n == 0:
+def _share(hits: Sequence[bool], clusters: Sequence[str]) -> MetricValue | None:
+    """A share of judgments with a Wilson interval on the effective sample size of the items
+    (judgments of one item correlate; counting them as independent covered about 80%)."""
+    if not hits:
         return None
-    lo, hi = wilson_ci(count, n)
-    return MetricValue(value=count / n, ci_low=lo, ci_high=hi, n=n)
+    codes = {c: i for i, c in enumerate(dict.fromkeys(clusters))}
+    index = np.array([codes[c] for c in clusters])
+    successes = np.bincount(index, weights=np.asarray(hits, dtype=float), minlength=len(codes))
+    trials = np.bincount(index, minlength=len(codes))
+    lo, hi = clustered_wilson_ci(successes, trials)
+    value = float(np.mean(hits))
+    return MetricValue(value=value, ci_low=lo, ci_high=hi, n=len(hits), method="clustered_wilson")
 
 
 def _model_ratings(model: str, js: list[FeedbackJudgment], n_boot: int) -> ModelRatings:
@@ -192,7 +207,9 @@ def _model_ratings(model: str, js: list[FeedbackJudgment], n_boot: int) -> Model
         counts = Counter(j.likert for j in likert)
         out.likert = [
             LikertLevel(
-                level=k, count=counts.get(k, 0), share=_share(counts.get(k, 0), len(likert))
+                level=k,
+                count=counts.get(k, 0),
+                share=_share([j.likert == k for j in likert], [j.item_id for j in likert]),
             )
             for k in range(1, 6)
         ]
