@@ -307,7 +307,7 @@ def test_the_best_model_is_compared_with_the_base_item_by_item(tmp_path, yesno_d
         ),
         (
             {"pruner": {"type": "wilcoxon"}, "objectives": [{"task": "yesno", "metric": "f1"}]},
-            r"no per-item 'f1'",
+            r"no per-item 'f1_macro'",
         ),
         (
             {

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from whetstone.metrics import direction
+from whetstone.metrics import canonical_name, direction
 from whetstone.optimize.trials import Direction
 
 TaskType = Literal["auto", "causal_lm", "classification"]
@@ -97,7 +97,8 @@ class EarlyStoppingSpec(_Strict):
 
     # a task of `eval.tasks` by name (default: the first)
     task: str | None = None
-    metric: str
+    # an alias is resolved through the metric registry (f1 -> f1_macro)
+    metric: Annotated[str, AfterValidator(canonical_name)]
     # default: minimize perplexities, calibration errors and losses, maximize the rest
     direction: Direction | None = None
     # evaluations without improvement before training stops

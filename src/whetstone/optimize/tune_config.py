@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from whetstone.metrics import canonical_name
 from whetstone.optimize.finetune_config import default_direction
 from whetstone.optimize.trials import Direction
 
@@ -105,7 +106,8 @@ class ObjectiveSpec(_Strict):
     """One objective: a metric of a validation task, maximized or minimized."""
 
     task: str
-    metric: str
+    # an alias is resolved through the metric registry (f1 -> f1_macro)
+    metric: Annotated[str, AfterValidator(canonical_name)]
     direction: Direction | None = None
 
     @property
