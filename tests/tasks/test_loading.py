@@ -730,3 +730,18 @@ def test_an_empty_document_is_refused_at_load_naming_file_and_row(tmp_path: Path
     (task,) = load_tasks(path)
     with pytest.raises(DataError, match=rf"{data}: row 1 \(id 1\): column 'text' is empty"):
         load_items(task)
+
+
+def test_positive_label_needs_a_two_label_classification_task(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "d.jsonl", [{"text": "fine", "label": 1}])
+    base = "name: t\nkind: classification\ndata: {path: d.jsonl}\nprompt: '{text}'\nlabel: label\n"
+    good = write(tmp_path / "g.yaml", base + "labels: {0: negative, 1: positive}\npositive: 1\n")
+    (task,) = load_tasks(good)
+    assert task.positive == "1"
+    assert task.metric_names[-3:] == ["precision_binary", "recall_binary", "f1_binary"]
+    bad = write(tmp_path / "b.yaml", base + "labels: {0: negative, 1: positive}\npositive: 2\n")
+    with pytest.raises(ConfigError, match="'positive': '2' is not a label"):
+        load_tasks(bad)
+    three = write(tmp_path / "c.yaml", base + "labels: {0: a, 1: b, 2: c}\npositive: 1\n")
+    with pytest.raises(ConfigError, match="two labels"):
+        load_tasks(three)

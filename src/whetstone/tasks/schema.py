@@ -112,6 +112,14 @@ class TaskConfig(_Strict):
             return {str(k) if isinstance(k, int | float) else k: v for k, v in value.items()}
         return value
 
+    @field_validator("positive", mode="before")
+    @classmethod
+    def _positive_as_string(cls, value: object) -> object:
+        # `positive: 1` names the label key 1, which YAML reads as an int
+        return (
+            str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+        )
+
     @field_validator("labels")
     @classmethod
     def _distinct_verbalizations(cls, value: dict[str, str] | None) -> dict[str, str] | None:
