@@ -59,8 +59,10 @@ def rows_table(rows: list[MetricRow], ref: str, cand: str, extra: bool) -> Table
 
 
 def _headline(rows: list[MetricRow]) -> list[MetricRow]:
-    """The metrics worth a line: accuracy-like and perplexity (every metric is in the JSON)."""
-    keep = {"accuracy", "f1", "acc", "acc_norm", "perplexity", "bits_per_byte", "exact_match"}
+    """The metrics worth a line: the registry's headline metrics (every metric is in the JSON)."""
+    from whetstone.metrics import headline_metrics
+
+    keep = set(headline_metrics())
     return [r for r in rows if r.metric in keep] or rows
 
 
