@@ -141,9 +141,9 @@ def test_multiple_choice_brier_matches_lm_eval() -> None:
     assert aggregates["brier"].value == pytest.approx(lm_metrics.brier_score(items))
 
 
-def test_ece_interval_is_the_image_of_bonferroni_wilson_bins() -> None:
-    """ECE's interval by hand: statsmodels' Wilson per non-empty bin at 1 - 0.05 / bins, shifted
-    by the bin's mean confidence; the ECE runs from the least to the largest |gap| allowed."""
+def test_ece_interval_is_the_image_of_bonferroni_clopper_pearson_bins() -> None:
+    """ECE's interval by hand: statsmodels' Clopper-Pearson per non-empty bin at 1 - 0.05 / bins,
+    shifted by the bin's mean confidence; the ECE runs from the least to the largest |gap|."""
     from statsmodels.stats.proportion import proportion_confint
 
     lls, lengths, gold = _random_mc(60, 3)
@@ -155,7 +155,7 @@ def test_ece_interval_is_the_image_of_bonferroni_wilson_bins() -> None:
     low = high = 0.0
     for members in bins:
         hits = sum(acc[i] for i in members)
-        lo, hi = proportion_confint(hits, len(members), 0.05 / len(bins), method="wilson")
+        lo, hi = proportion_confint(hits, len(members), 0.05 / len(bins), method="beta")
         mean_conf = sum(conf[i] for i in members) / len(members)
         gaps = (lo - mean_conf, hi - mean_conf)
         least = 0.0 if gaps[0] <= 0 <= gaps[1] else min(abs(g) for g in gaps)

@@ -24,6 +24,7 @@ import numpy as np
 import sacrebleu
 from rouge_score import rouge_scorer
 from sacrebleu.metrics.base import Metric
+from scipy.stats import beta
 
 from whetstone.evaluate.statistics import (
     bca_interval,
@@ -205,15 +206,17 @@ def _ece_interval(
 ) -> tuple[float, float]:
     """The ECE interval as the image of simultaneous per-bin intervals (it can reach 0).
 
-    Each non-empty bin's accuracy gets a Wilson interval at level 1 - alpha / bins (Bonferroni),
-    shifted by the bin's mean confidence; the ECE is bounded below by the smallest |gap| each
+    Each non-empty bin's accuracy gets a Clopper-Pearson interval at level 1 - alpha / bins
+    (Bonferroni; exact, since Wilson dips below its level near 0 and 1 where confident bins
+    sit), shifted by the bin's mean confidence; the ECE is bounded below by the smallest |gap| each
     bin allows (0 where the interval contains 0) and above by the largest. The truth is the
     binned calibration error given the confidences, so a calibrated model is covered.
     """
     counts, hits, mean_conf, _ = _ece_parts(confidence, correct)
     level = 1 - (1 - confidence_level) / counts.size
-    bounds = np.array([wilson_ci(int(h), int(c), level) for h, c in zip(hits, counts, strict=True)])
-    lo, hi = bounds[:, 0] - mean_conf, bounds[:, 1] - mean_conf
+    tail = (1 - level) / 2
+    lo = np.where(hits > 0, beta.ppf(tail, hits, counts - hits + 1), 0.0) - mean_conf
+    hi = np.where(hits < counts, beta.ppf(1 - tail, hits + 1, counts - hits), 1.0) - mean_conf
     least = np.where((lo <= 0) & (hi >= 0), 0.0, np.minimum(np.abs(lo), np.abs(hi)))
     most = np.maximum(np.abs(lo), np.abs(hi))
     n = confidence.size
