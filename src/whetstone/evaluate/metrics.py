@@ -56,7 +56,7 @@ N_BOOT = 1000
 CORPUS_N_BOOT = 1000
 ECE_BINS = 10
 #: Fewest items (with some spread) for a bootstrap interval; fewer are flagged too_few.
-MIN_BOOTSTRAP_N = 5
+MIN_BOOTSTRAP_N = 10
 #: Fewest documents for the studentized interval of a corpus ratio (perplexity, bits per byte).
 MIN_RATIO_N = 5
 _PROB_SUM_TOL = 1e-4
