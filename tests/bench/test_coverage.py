@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -34,6 +35,7 @@ def _bench() -> ModuleType:
     spec = importlib.util.spec_from_file_location("coverage_bench", BENCH)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules["coverage_bench"] = module  # its worker processes and dataclasses look it up
     spec.loader.exec_module(module)
     return module
 
