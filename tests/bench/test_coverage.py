@@ -19,14 +19,14 @@ CELLS = [
     ("f1_macro_rare", 100),
     ("bpb_interval", 10),
     ("bpb_interval", 30),
-    ("ratio_test_null", 10),
+    ("ratio_test_null", 30),
     ("mean_test_null", 10),
     ("mcnemar_size", 30),
     ("mcnemar_disagreement", 30),
     ("paired_proportion", 30),
     ("contamination_null", 100),
     ("likert_share", 30),
-    ("bleu", 100),
+    ("bleu", 30),
     ("gate_null", 30),
 ]
 

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 
 from whetstone.errors import WhetstoneError
 from whetstone.evaluate.compare import compare_samples
-from whetstone.evaluate.metrics import MIN_BOOTSTRAP_N
+from whetstone.evaluate.metrics import MIN_RATIO_N
 from whetstone.evaluate.statistics import bca_interval, bootstrap_distribution, resample_counts
 from whetstone.metrics import (
     apply_transform,
@@ -171,7 +171,7 @@ def retention_interval(
     """BCa 95% interval of the retention over paired items (None when not per item)."""
     a, b = _per_item(ref, task), _per_item(cand, task)
     ids = [i for i in a if i in b]
-    if len(ids) < MIN_BOOTSTRAP_N:
+    if len(ids) < MIN_RATIO_N:
         return None
     columns = _retention_columns(a, b, ids, metric)
     if columns is None:
