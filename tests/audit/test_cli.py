@@ -209,8 +209,11 @@ def test_run_scores_clean_and_contaminated_items(tmp_path: Path) -> None:
     ]
     assert score.clean.n == len(clean)
     assert score.clean.value == pytest.approx(sum(clean) / len(clean))
-    assert score.diff is not None and score.ci_low is not None and score.ci_high is not None
-    assert score.ci_low <= score.diff <= score.ci_high
+    # three contaminated items: too few for an honest interval of the difference (Wilson-based
+    # intervals covered 85-91% there); the permutation test still gives a p-value
+    assert score.diff is not None and score.p_value is not None
+    assert score.too_few and score.ci_low is None and score.ci_high is None and score.note
+    assert score.contaminated.ci_low is not None and score.contaminated.ci_low < 1.0
 
 
 def _too_short(item_id: str) -> bool:

@@ -69,7 +69,9 @@ def test_label_variants_are_grouped() -> None:
 
 
 def test_label_shift_against_scipy() -> None:
-    from scipy.stats import chisquare
+    """The statistic is scipy's chi-square of homogeneity; the permutation p-value is within
+    Monte Carlo error of the exact conditional p-value, enumerated from the hypergeometric."""
+    from scipy.stats import chi2_contingency, hypergeom
 
     counter = LabelCounter()
     train = ["a"] * 60 + ["b"] * 40
@@ -79,12 +81,40 @@ def test_label_shift_against_scipy() -> None:
     evals = ["a"] * 20 + ["b"] * 30 + ["z"] * 2
     shift = label_shift(section, "dev", evals)
     assert shift is not None
-    ref = chisquare([20, 30], [0.6 * 50, 0.4 * 50])
-    assert shift.p_value == pytest.approx(ref.pvalue)
+    observed = chi2_contingency([[60, 40], [20, 30]], correction=False).statistic
+    assert shift.chi2 == pytest.approx(observed, abs=1e-4)
+    null = hypergeom(150, 80, 50)  # eval "a" count given the pooled counts
+    exact = sum(
+        null.pmf(x)
+        for x in range(51)
+        if chi2_contingency([[80 - x, 20 + x], [x, 50 - x]], correction=False).statistic
+        >= observed - 1e-9
+    )
+    assert shift.p_value == pytest.approx(exact, abs=4 * np.sqrt(exact * (1 - exact) / 10000))
     shares = {"a": 20 / 52, "b": 30 / 52, "z": 2 / 52}
     tvd = 0.5 * (abs(shares["a"] - 0.6) + abs(shares["b"] - 0.4) + shares["z"])
     assert shift.tvd == pytest.approx(tvd, abs=1e-6)
     assert shift.unseen_labels == ["z"]
+
+
+def test_label_shift_keeps_its_size_when_training_is_small() -> None:
+    """Both label sets from one distribution: the goodness-of-fit test against the training
+    shares (as if known) rejected 18% of these at 0.05; the homogeneity test keeps 5%."""
+    rng = np.random.default_rng(0)
+    shares = [0.5, 0.3, 0.15, 0.05]
+    names = ["a", "b", "c", "d"]
+    rejected = []
+    for rep in range(400):
+        counter = LabelCounter()
+        train = rng.choice(names, 100, p=shares)
+        counter.add([Record(i, i, str(i), "t", str(lab)) for i, lab in enumerate(train)])
+        section = counter.section("label")
+        assert section is not None
+        labels = [str(x) for x in rng.choice(names, 40, p=shares)]
+        shift = label_shift(section, "dev", labels, seed=rep)
+        assert shift is not None
+        rejected.append(shift.p_value < 0.05)
+    assert np.mean(rejected) <= 0.055 + 0.02
 
 
 def test_label_issues_equal_cleanlab_on_independent_oof_probabilities() -> None:

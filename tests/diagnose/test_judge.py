@@ -156,3 +156,32 @@ def test_human_labels_resolve_aliases() -> None:
         "c:4": {"factual"},
     }
     assert judge_agreement({}, labels, TAX) is None
+
+
+def test_agreement_with_failures_of_shared_items_resamples_items() -> None:
+    """Three people's failures of one item are one unit: the accuracy interval is clustered
+    and the kappa interval resamples items; with fewer than ten items it is withheld."""
+    rng = np.random.default_rng(3)
+    names = TAX.names()
+    humans: dict[str, set[str]] = {}
+    judged: dict[str, str] = {}
+    units: dict[str, str] = {}
+    for item in range(30):
+        truth = names[int(rng.integers(0, 5))]
+        guess = truth if rng.random() < 0.6 else names[int(rng.integers(0, 5))]
+        for k in range(3):
+            humans[f"u{item}-{k}"], judged[f"u{item}-{k}"] = {truth}, guess
+            units[f"u{item}-{k}"] = f"q{item}"
+    flat = judge_agreement(judged, humans, TAX)
+    clustered = judge_agreement(judged, humans, TAX, units=units)
+    assert flat is not None and clustered is not None
+    assert clustered.accuracy == flat.accuracy and clustered.cohen_kappa == flat.cohen_kappa
+    assert (
+        clustered.accuracy_ci.method == "clustered_wilson" and flat.accuracy_ci.method == "wilson"
+    )
+    width = clustered.accuracy_ci.ci_high - clustered.accuracy_ci.ci_low
+    assert width > flat.accuracy_ci.ci_high - flat.accuracy_ci.ci_low
+    assert clustered.kappa_ci_low is not None and clustered.kappa_ci_high is not None
+    five = {u: f"g{int(item[1:]) % 5}" for u, item in units.items()}  # five groups of items
+    few = judge_agreement(judged, humans, TAX, units=five)
+    assert few is not None and few.kappa_ci_low is None and few.kappa_note

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
+from whetstone.evaluate.statistics import bca_interval
 from whetstone.feedback.agreement import (
     agreement,
     cohen_kappa,
@@ -117,8 +118,16 @@ def test_alpha_interval_is_a_bootstrap_over_units() -> None:
         boots.append(
             krippendorff.alpha(reliability_data=np.array(cols).T, level_of_measurement="ordinal")
         )
-    low, high = np.quantile(boots, [0.025, 0.975])
-    assert (result.ci_low, result.ci_high) == pytest.approx((low, high), abs=1e-9)
+    # BCa: acceleration from leave-one-unit-out alphas, also computed by the package
+    jack = [
+        krippendorff.alpha(
+            reliability_data=np.delete(data[:, pairable], k, axis=1), level_of_measurement="ordinal"
+        )
+        for k in range(len(pairable))
+    ]
+    point = krippendorff.alpha(reliability_data=data, level_of_measurement="ordinal")
+    low, high = bca_interval(point, np.array(boots), np.array(jack), len(pairable))
+    assert (result.ci_low, result.ci_high) == pytest.approx((float(low), float(high)), abs=1e-9)
     assert result.n == len(pairable)
 
 

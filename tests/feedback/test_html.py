@@ -105,3 +105,29 @@ def test_section_is_self_contained_and_escaped(store: Store) -> None:
     assert f"{summary.counts.battles}" in text
     arena = next(a for a in summary.agreement if a.question == "arena")
     assert arena.fleiss_kappa is not None and f"{arena.fleiss_kappa:.2f}" in text
+
+
+def test_too_few_items_show_as_too_few_not_as_an_interval(store: Store) -> None:
+    """One item judged by two people: shares and means are flagged in the page and the JSON."""
+    cfg = config("review", n_models=1, n_prompts=1, questions=["thumbs", "likert"], overlap=2)
+    campaign = create_campaign(store, cfg)
+    generate_answers(store, campaign)
+    for name, likert in (("ann", 3), ("bob", 4)):
+        person = invite(store, campaign.id, name).participant
+        while (task := next_task(store, campaign, person)) is not None:
+            rating = AnswerRating(thumbs=True, likert=likert)
+            submit(
+                store,
+                campaign,
+                person,
+                Submission(assignment_id=task.assignment_id, answers=[rating]),
+            )
+    summary = campaign_summary(store, campaign.id, n_boot=50)
+    ratings = summary.model_ratings[0]
+    for metric in (ratings.thumbs_up, ratings.likert_mean, ratings.failure_rate):
+        assert metric is not None and metric.too_few and metric.ci_low is None and metric.note
+    dumped = summary.model_dump(mode="json")["model_ratings"][0]["likert_mean"]
+    assert dumped["too_few"] is True and dumped["ci_low"] is None
+    text = re.sub(r"<[^>]+>", " ", render_html_section(summary))
+    table = text.split("Ratings per model")[1].split("Intervals:")[0]
+    assert table.count("too few") == 3 and "[" not in table

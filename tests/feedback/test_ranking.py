@@ -13,7 +13,7 @@ import pytest
 from scipy import optimize, stats
 from sklearn.linear_model import LogisticRegression
 
-from whetstone.evaluate.statistics import resample_indices
+from whetstone.evaluate.statistics import bca_interval, resample_indices
 from whetstone.feedback.ranking import (
     Battle,
     fit_bradley_terry,
@@ -193,6 +193,8 @@ def logistic_elo(battles: list[Battle], models: list[str]) -> np.ndarray:
 
 
 def test_bootstrap_intervals_match_refits_on_the_same_resamples() -> None:
+    """BCa over the same resamples, each refitted by an independent logistic fit; the
+    acceleration from leave-one-battle-out refits (every battle is its own item here)."""
     battles = simulate(150, seed=7)
     models = sorted(MODELS)
     n_boot = 100
@@ -203,7 +205,9 @@ def test_bootstrap_intervals_match_refits_on_the_same_resamples() -> None:
         for idx in resample_indices(len(battles), n_boot=n_boot, seed=11)
         for row in idx
     ]
-    low, high = np.quantile(np.array(boots), [0.025, 0.975], axis=0)
+    jack = [logistic_elo(battles[:k] + battles[k + 1 :], models) for k in range(len(battles))]
+    point = logistic_elo(battles, models)
+    low, high = bca_interval(point, np.array(boots), np.array(jack), len(battles))
     got = {e.model: e for e in ranking.entries}
     for k, m in enumerate(models):
         assert got[m].ci_low == pytest.approx(low[k], abs=0.01)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from importlib.metadata import EntryPoint
-from typing import Any
+import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from whetstone import metrics as M
 from whetstone.errors import ConfigError
-from whetstone.registry import Registry
 
 # Written out independently of the declarations: lm-evaluation-harness and Optuna conventions.
 LOWER = {
@@ -39,21 +39,39 @@ def test_short_names_are_aliases_of_the_macro_averages() -> None:
     assert M.canonical_name("t/my_own_metric") == "t/my_own_metric"  # unknown: unchanged
 
 
-def test_defaults_per_kind_and_ratio_units() -> None:
-    assert M.default_metrics("multiple_choice") == ["acc", "acc_norm", "ece", "brier"]
+def test_defaults_per_kind_are_the_lists_tasks_had() -> None:
+    """Before the registry: tasks/schema.py DEFAULT_METRICS, with classification's precision,
+    recall and f1 (which selected every average by prefix) now named by their averages."""
     assert M.default_metrics("perplexity") == [
         "perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte",
     ]  # fmt: skip
-    assert "f1_macro" in M.default_metrics("classification")
-    units = {spec.name: spec.unit for spec in M.ratio_metrics()}
-    assert units == {
-        "perplexity": "n_tokens", "word_perplexity": "n_words",
-        "byte_perplexity": "n_bytes", "bits_per_byte": "n_bytes",
-    }  # fmt: skip
-    import numpy as np
+    assert M.default_metrics("multiple_choice") == ["acc", "acc_norm", "brier", "ece"]
+    scores = ("precision", "recall", "f1")
+    averages = [f"{s}_{a}" for a in ("macro", "micro", "weighted") for s in scores]
+    assert M.default_metrics("classification") == ["accuracy", *averages, "ece"]
+    assert M.default_metrics("generation") == ["exact_match", "token_f1", "bleu", "chrf", "rouge_l"]
+    assert M.default_metrics("cost") == []
+    assert M.metrics_for("cost") == ["latency_ms", "params", "size_mb"]
 
-    bpb = M.apply_transform(M.metric_spec("bits_per_byte"), np.array([-np.log(2)]))
-    assert bpb == pytest.approx([1.0])
+
+def test_headlines_and_ratio_units() -> None:
+    assert M.headline_metrics("classification") == ["accuracy", "f1_macro"]
+    assert set(M.headline_metrics()) == {
+        "perplexity", "bits_per_byte", "acc", "accuracy", "exact_match", "f1_macro",
+    }  # fmt: skip
+    units = {spec.name: (spec.unit, spec.transform) for spec in M.ratio_metrics()}
+    assert units == {
+        "perplexity": ("n_tokens", "exp_neg"), "word_perplexity": ("n_words", "exp_neg"),
+        "byte_perplexity": ("n_bytes", "exp_neg"), "bits_per_byte": ("n_bytes", "bits"),
+    }  # fmt: skip
+    r = np.array([-np.log(2), -1.0])
+    assert M.apply_transform(M.metric_spec("bits_per_byte"), r) == pytest.approx(
+        [1.0, 1 / np.log(2)]
+    )
+    assert M.apply_transform(M.metric_spec("perplexity"), r) == pytest.approx([2.0, np.e])
+    with pytest.raises(ValueError, match="not a corpus ratio"):
+        M.apply_transform(M.metric_spec("bleu"), r)
+    assert M.metric_spec("chrf").scale == 100 and M.metric_spec("acc").scale == 1
 
 
 def test_unknown_names_get_a_did_you_mean() -> None:
@@ -61,29 +79,46 @@ def test_unknown_names_get_a_did_you_mean() -> None:
         ConfigError, match=r"unknown metrics 'perplexty' \(did you mean 'perplexity'"
     ):
         M.metric_spec("perplexty")
+    with pytest.raises(ConfigError, match=r"unknown metrics 'acuracy' \(did you mean 'accuracy'"):
+        M.check_metric("intents/acuracy")
 
 
-def test_a_metric_from_an_entry_point_is_registered(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_check_metric_resolves_aliases_and_refuses_other_kinds_metrics() -> None:
+    assert M.check_metric("intents/f1") == "intents/f1_macro"
+    assert M.check_metric("recall", "classification") == "recall_macro"
+    other_kind = r"'acc' is not reported by classification tasks \(did you mean 'accuracy'"
+    with pytest.raises(ConfigError, match=other_kind):
+        M.check_metric("acc", "classification")
+
+
+def test_a_metric_from_an_entry_point_is_registered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An installed distribution declaring ``[whetstone.metrics]`` in its entry_points.txt."""
+    (tmp_path / "toxicity_plugin.py").write_text(
+        "from whetstone.metrics import MetricSpec\n"
+        "SPEC = MetricSpec(name='toxicity', kinds=('generation',), direction='lower',\n"
+        "    aggregation='mean', interval='bca', paired_test='sign_flip', aliases=('tox',),\n"
+        "    description='share of toxic answers')\n"
+    )
+    info = tmp_path / "toxicity_plugin-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toxicity-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[whetstone.metrics]\ntoxicity = toxicity_plugin:SPEC\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(M, "METRICS", M._registry())  # a fresh registry reads entry points anew
+    monkeypatch.delitem(sys.modules, "toxicity_plugin", raising=False)
+    assert M.metric_spec("t/tox").name == "toxicity"
+    assert M.direction("toxicity") == "minimize" and "toxicity" in M.metrics_for("generation")
+    assert M.check_metric("tox", "generation") == "toxicity"
+
+
+def test_a_plugin_registers_a_metric_by_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(M, "METRICS", M._registry())
     spec = M.MetricSpec(
-        name="toxicity", kinds=("generation",), direction="lower", aggregation="mean",
-        interval="bca", paired_test="sign_flip", description="share of toxic answers",
+        name="win_rate", kinds=("generation",), direction="higher", aggregation="proportion",
+        interval="wilson", paired_test="mcnemar_exact", description="judge prefers the answer",
     )  # fmt: skip
-    point = EntryPoint(name="toxicity", value="plugin_module:SPEC", group="whetstone.metrics")
-    module = type("module", (), {"SPEC": spec})
-    monkeypatch.setitem(__import__("sys").modules, "plugin_module", module)
-
-    def fake_entry_points(group: str) -> list[EntryPoint]:
-        return [point] if group == "whetstone.metrics" else []
-
-    monkeypatch.setattr("whetstone.registry.entry_points", fake_entry_points)
-    fresh: Registry[Any] = Registry("metrics")
-    assert "toxicity" in fresh and fresh.get("toxicity").direction == "lower"
-
-
-def test_a_name_registered_twice_is_refused() -> None:
-    reg: Registry[int] = Registry("things")
-    reg.register("a", 1, aliases=("b",))
+    assert M.register_metric(spec) is spec and M.higher_is_better("t/win_rate")
     with pytest.raises(ValueError, match="registered twice"):
-        reg.register("b", 2)
-    reg.register("lazy", "math:pi")  # type: ignore[arg-type]
-    assert reg.get("lazy") == pytest.approx(3.14159, abs=1e-5)
+        M.register_metric(spec.model_copy(update={"name": "acc"}))

@@ -68,6 +68,13 @@ def test_bad_metric_name_and_missing_field(tmp_path: Path) -> None:
     assert "field 'tasks': required but missing" in message
 
 
+def test_metric_names_are_resolved_and_typos_named(tmp_path: Path) -> None:
+    config = load_pipeline(write(tmp_path, GOOD.replace("support_mc/acc]", "support_mc/f1]")))
+    assert config.gate is not None and config.gate.metrics == ["support_mc/f1_macro"]
+    message = error(tmp_path, GOOD.replace("support_intents/accuracy", "support_intents/acuracy"))
+    assert "select.objective" in message and "did you mean 'accuracy'" in message
+
+
 def test_reserved_and_duplicate_candidate_names(tmp_path: Path) -> None:
     assert "used twice" in error(tmp_path, GOOD.replace("name: other", "name: baseline"))
 

@@ -743,5 +743,27 @@ def test_positive_label_needs_a_two_label_classification_task(tmp_path: Path) ->
     with pytest.raises(ConfigError, match="'positive': '2' is not a label"):
         load_tasks(bad)
     three = write(tmp_path / "c.yaml", base + "labels: {0: a, 1: b, 2: c}\npositive: 1\n")
-    with pytest.raises(ConfigError, match="two labels"):
+    with pytest.raises(ConfigError, match=r"needs exactly two labels \(this task has 3\)"):
         load_tasks(three)
+    ppl = "name: p\nkind: perplexity\ndata: {path: d.jsonl}\ntext: text\npositive: 1\n"
+    with pytest.raises(ConfigError, match=r"for classification tasks \(this is a perplexity"):
+        load_tasks(write(tmp_path / "p.yaml", ppl))
+    listed = base + "labels: {0: negative, 1: positive}\nmetrics: [accuracy, f1_binary]\n"
+    with pytest.raises(ConfigError, match="'f1_binary' needs 'positive'"):
+        load_tasks(write(tmp_path / "l.yaml", listed))
+
+
+def test_listed_metrics_are_resolved_and_checked_against_the_registry(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "d.jsonl", [{"text": "fine", "label": 1}])
+    base = (
+        "name: t\nkind: classification\ndata: {path: d.jsonl}\nprompt: '{text}'\n"
+        "label: label\nlabels: {0: negative, 1: positive}\n"
+    )
+    (task,) = load_tasks(write(tmp_path / "g.yaml", base + "metrics: [accuracy, f1, recall]\n"))
+    assert task.metric_names == ["accuracy", "f1_macro", "recall_macro"]
+    typo = write(tmp_path / "t.yaml", base + "metrics: [acuracy]\n")
+    with pytest.raises(ConfigError, match=r"unknown metrics 'acuracy' \(did you mean 'accuracy'"):
+        load_tasks(typo)
+    other = write(tmp_path / "o.yaml", base + "metrics: [acc]\n")
+    with pytest.raises(ConfigError, match="'acc' is not reported by classification tasks"):
+        load_tasks(other)

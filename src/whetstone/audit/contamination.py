@@ -209,10 +209,44 @@ def score_split(
     seed: int = 0,
 ) -> ScoreSplit:
     """The metric on clean, partial and contaminated items; contaminated minus clean with a
-    two-group permutation p-value (exact-valid with five contaminated items, where
-    bootstrapping each group alone rejected a true null 19-20% of the time) and a MOVER
-    interval from each group's own interval (for non-0/1 scores, withheld below MIN_GROUP
-    items a group)."""
+    two-group permutation p-value (valid with five contaminated items, where bootstrapping
+    each group alone rejected a true null 19-20% of the time) and a MOVER interval from each
+    group's own interval: Newcombe's (Wilson) for 0/1 scores, BCa otherwise.
+
+    The interval is withheld (``too_few`` with a note) when a group has fewer than MIN_GROUP
+    items (MIN_BOOTSTRAP_ITEMS for scores that are not 0/1): with three contaminated items the
+    Wilson-based interval covered 85-91%.
+    """
+    groups = _groups(coverage, values, cfg)
+    split = ScoreSplit(
+        run_id=run_id,
+        task=task,
+        metric=metric,
+        n_matched=sum(len(v) for v in groups.values()),
+        **{name: _group_score(v, seed) for name, v in groups.items()},
+    )
+    clean, dirty = np.asarray(groups["clean"]), np.asarray(groups["contaminated"])
+    if clean.size and dirty.size:
+        split.diff = float(dirty.mean() - clean.mean())
+        split.p_value = two_group_permutation_test(clean, dirty, seed=seed)
+        split.note = _too_few_note(clean, dirty)
+        split.too_few = split.note is not None
+        if not split.too_few:
+            split.ci_low, split.ci_high = _difference_interval(clean, dirty, seed)
+    return split
+
+
+#: Fewest items in each group for an interval of a difference of 0/1 scores.
+MIN_GROUP = 5
+#: Fewest items in a group for a bootstrap interval of a score that is not 0/1 (as for the
+#: evaluation metrics: five skewed items covered 77%).
+MIN_BOOTSTRAP_ITEMS = 10
+
+
+def _groups(
+    coverage: dict[str, float], values: dict[str, float], cfg: ContaminationConfig
+) -> dict[str, list[float]]:
+    """The scores of the clean, partial and contaminated items (unmatched or NaN left out)."""
     groups: dict[str, list[float]] = {"clean": [], "partial": [], "contaminated": []}
     for item_id, value in values.items():
         cov = coverage.get(item_id)
@@ -224,26 +258,21 @@ def score_split(
             groups["clean"].append(value)
         else:
             groups["partial"].append(value)
-    scores = {name: _group_score(v, seed) for name, v in groups.items()}
-    split = ScoreSplit(
-        run_id=run_id,
-        task=task,
-        metric=metric,
-        n_matched=sum(len(v) for v in groups.values()),
-        **scores,
-    )
-    clean, dirty = np.asarray(groups["clean"]), np.asarray(groups["contaminated"])
-    if clean.size and dirty.size:
-        split.diff = float(dirty.mean() - clean.mean())
-        split.p_value = two_group_permutation_test(clean, dirty, seed=seed)
-        binary = all(np.all((g == 0) | (g == 1)) for g in (clean, dirty))
-        if binary or min(clean.size, dirty.size) >= MIN_GROUP:
-            split.ci_low, split.ci_high = _difference_interval(clean, dirty, seed)
-    return split
+    return groups
 
 
-#: Fewest items in each group for an interval of a non-0/1 difference (Wilson needs none).
-MIN_GROUP = 5
+def _binary(values: np.ndarray) -> bool:
+    """Whether every score is 0 or 1."""
+    return bool(np.all((values == 0) | (values == 1)))
+
+
+def _too_few_note(clean: np.ndarray, dirty: np.ndarray) -> str | None:
+    """Why the difference gets no interval, or None when both groups are large enough."""
+    least = MIN_GROUP if _binary(clean) and _binary(dirty) else MIN_BOOTSTRAP_ITEMS
+    smallest = min(clean.size, dirty.size)
+    if smallest >= least:
+        return None
+    return f"{smallest} item(s) in a group: an interval of the difference needs {least} each"
 
 
 def _difference_interval(clean: np.ndarray, dirty: np.ndarray, seed: int) -> tuple[float, float]:
@@ -257,16 +286,27 @@ def _difference_interval(clean: np.ndarray, dirty: np.ndarray, seed: int) -> tup
 
 def _group_interval(values: np.ndarray, seed: int) -> tuple[float, float]:
     """One group's 95% interval: Wilson for 0/1 values, BCa bootstrap otherwise."""
-    if np.all((values == 0) | (values == 1)):
+    if _binary(values):
         return wilson_ci(int(values.sum()), values.size)
     return bootstrap_ci(values, n_boot=2000, seed=seed)
 
 
 def _group_score(values: list[float], seed: int) -> GroupScore:
+    """The metric on one group with its interval: Wilson for 0/1 scores (any size), BCa for
+    others from MIN_BOOTSTRAP_ITEMS items with some spread; else flagged too_few."""
     if not values:
         return GroupScore(n=0, value=None)
     arr = np.asarray(values, dtype=float)
-    if arr.size < 2:
-        return GroupScore(n=1, value=float(arr[0]))
-    low, high = bootstrap_ci(arr, n_boot=2000, seed=seed)
-    return GroupScore(n=int(arr.size), value=float(arr.mean()), ci_low=low, ci_high=high)
+    score = GroupScore(n=int(arr.size), value=float(arr.mean()))
+    if _binary(arr):
+        score.ci_low, score.ci_high = wilson_ci(int(arr.sum()), arr.size)
+        score.method = "wilson"
+    elif arr.size < MIN_BOOTSTRAP_ITEMS or np.ptp(arr) == 0:
+        score.too_few = True
+        score.note = (
+            f"{arr.size} item(s): a bootstrap interval needs {MIN_BOOTSTRAP_ITEMS} with spread"
+        )
+    else:
+        score.ci_low, score.ci_high = bootstrap_ci(arr, n_boot=2000, seed=seed)
+        score.method = "bca"
+    return score

@@ -14,10 +14,12 @@ from whetstone.audit.schema import (
     CoverageSection,
     DuplicateSection,
     Finding,
+    GroupScore,
     Histogram,
     LabelIssueSection,
     LabelSection,
     PIISection,
+    ScoreSplit,
     StatsSection,
 )
 
@@ -345,6 +347,28 @@ def _label_issues(s: LabelIssueSection) -> str:
     return head + table + _more(len(s.issues), min(ROWS, len(s.issues)))
 
 
+def _group_ci(g: GroupScore) -> str:
+    """A group's interval, or "too few" with the reason."""
+    if g.too_few:
+        return f"too few ({g.note})" if g.note else "too few"
+    return f"[{_fmt(g.ci_low)}, {_fmt(g.ci_high)}]"
+
+
+def _score_difference(s: ScoreSplit) -> str:
+    """contaminated − clean with its interval and p-value (the interval flagged too few)."""
+    if s.diff is None or s.p_value is None:
+        return "no difference: one of the groups is empty"
+    if s.too_few or s.ci_low is None or s.ci_high is None:
+        return (
+            f"contaminated − clean = {s.diff:+.4f} (interval: too few: {s.note}), "
+            f"permutation p = {s.p_value:.3g}"
+        )
+    return (
+        f"contaminated − clean = {s.diff:+.4f} [{s.ci_low:+.4f}, {s.ci_high:+.4f}], "
+        f"permutation p = {s.p_value:.3g}"
+    )
+
+
 def _contamination(c: ContaminationSection) -> str:
     head = (
         f"<h3>Contamination: {escape(c.eval_name)}</h3><p>{c.n_contaminated:,} of "
@@ -356,19 +380,14 @@ def _contamination(c: ContaminationSection) -> str:
     if c.score is not None:
         s = c.score
         rows = [
-            [name, g.n, g.value, f"[{_fmt(g.ci_low)}, {_fmt(g.ci_high)}]"]
+            [name, g.n, g.value, _group_ci(g)]
             for name, g in (
                 ("clean", s.clean),
                 ("partial", s.partial),
                 ("contaminated", s.contaminated),
             )
         ]
-        diff = (
-            f"contaminated − clean = {s.diff:+.4f} [{s.ci_low:+.4f}, {s.ci_high:+.4f}], "
-            f"p = {s.p_value:.3g}"
-            if s.diff is not None and s.ci_low is not None and s.ci_high is not None
-            else "no difference: one of the groups is empty"
-        )
+        diff = _score_difference(s)
         score = (
             f"<p>{escape(s.metric)} of run {escape(s.run_id)} on {escape(s.task)}: "
             f"{escape(diff)}</p>" + _table(["items", "n", s.metric, "95% CI"], rows, (1, 2))

@@ -114,13 +114,15 @@ class ClassCount(BaseModel):
 
 
 class LabelShift(BaseModel):
-    """Train vs eval label distribution: total variation distance and a chi-square test."""
+    """Train vs eval label distribution: total variation distance and a chi-square test of
+    homogeneity (train and eval counts) with a permutation p-value."""
 
     eval_name: str
     n_eval: int
     tvd: float
     chi2: float
     p_value: float
+    method: str = "permutation_chi2_homogeneity"
     eval_shares: dict[str, float]
     unseen_labels: list[str] = Field(default_factory=list)
 
@@ -227,12 +229,16 @@ class ContaminatedItem(BaseModel):
 
 
 class GroupScore(BaseModel):
-    """The metric on one group of eval items."""
+    """The metric on one group of eval items, with its 95% interval (None with ``too_few``
+    and a ``note`` when the group is too small for an honest one)."""
 
     n: int
     value: float | None
     ci_low: float | None = None
     ci_high: float | None = None
+    method: str = ""
+    too_few: bool = False
+    note: str | None = None
 
 
 class ScoreSplit(BaseModel):
@@ -249,6 +255,10 @@ class ScoreSplit(BaseModel):
     ci_low: float | None = None
     ci_high: float | None = None
     p_value: float | None = None
+    """Two-sided permutation test of contaminated vs clean."""
+    too_few: bool = False
+    """The difference's interval is withheld: a group is too small (``note`` says which)."""
+    note: str | None = None
 
 
 class ContaminationSection(BaseModel):

@@ -23,7 +23,13 @@ from typing import Any, Protocol
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from whetstone.diagnose.categories import category_results, confused_pairs, detector_results, share
+from whetstone.diagnose.categories import (
+    category_results,
+    confused_pairs,
+    detector_results,
+    share_over,
+    unit_of,
+)
 from whetstone.diagnose.clusters import (
     TEXT_CHARS,
     choose_kmeans,
@@ -48,6 +54,7 @@ from whetstone.diagnose.schema import (
     InputSummary,
     JudgeSummary,
     Observation,
+    Share,
     SliceResult,
     SliceSearch,
 )
@@ -185,9 +192,15 @@ def gather_observations(
         tasks=task_info,
         observations=len(observations),
         failures=failures,
-        failure_rate=share(failures, len(observations)),
+        failure_rate=_failure_rate(observations),
     )
     return observations, summary, notes
+
+
+def _failure_rate(observations: Sequence[Observation]) -> Share:
+    """The share of failed observations, with the item as the unit (runs or judges of one
+    item correlate)."""
+    return share_over([o.failed for o in observations], [unit_of(o) for o in observations])
 
 
 def _judgments(store: Any, campaign: str) -> list[FeedbackJudgment]:
@@ -360,7 +373,7 @@ def diagnose_observations(
         summary = InputSummary(
             observations=len(observations),
             failures=len(failures),
-            failure_rate=share(len(failures), len(observations)),
+            failure_rate=_failure_rate(observations),
         )
     checked = failures + _sample_successes(observations, options.successes_checked, options.seed)
     reporter.start("detectors", len(checked))
@@ -390,7 +403,12 @@ def diagnose_observations(
             method=spec.method,
             judged=n,
             assigned=len(judged),
-            agreement=judge_agreement(judged, human_labels(failures, taxonomy), taxonomy),
+            agreement=judge_agreement(
+                judged,
+                human_labels(failures, taxonomy),
+                taxonomy,
+                units={o.uid: unit_of(o) for o in failures},
+            ),
         )
     categories = category_results(failures, taxonomy, by_rules, judged, options.examples)
     assigned = {uid for uid, cats in by_rules.items() if cats} | set(judged)

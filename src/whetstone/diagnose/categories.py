@@ -1,14 +1,17 @@
 """Counting failures by category: taxonomy categories, detectors and confused label pairs.
 
-Every count comes with its share of all failures and a 95% Wilson interval; a failure can
-belong to several categories, so shares need not add up to one.
+Every count comes with its share of all failures and a 95% Wilson interval (with the item as
+the unit when an item has several observations); a failure can belong to several categories,
+so shares need not add up to one.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Hashable, Sequence
+
+import numpy as np
 
 from whetstone.diagnose.detectors import DETECTORS
 from whetstone.diagnose.schema import (
@@ -20,7 +23,7 @@ from whetstone.diagnose.schema import (
     Share,
 )
 from whetstone.diagnose.taxonomy import Taxonomy
-from whetstone.evaluate.statistics import wilson_ci
+from whetstone.evaluate.statistics import clustered_wilson_ci, wilson_ci
 
 __all__ = [
     "category_results",
@@ -29,17 +32,62 @@ __all__ = [
     "example_of",
     "pick_examples",
     "share",
+    "share_of",
+    "share_over",
+    "unit_of",
 ]
 
 EXAMPLE_CHARS = 400
 
 
 def share(count: int, n: int) -> Share:
-    """count/n with its 95% Wilson interval (0 with [0, 0] when n is 0)."""
+    """count/n of independent observations with its 95% Wilson interval; with n = 0, the
+    value 0 flagged too_few with the whole range [0, 1] (never a point interval)."""
     if n == 0:
-        return Share(value=0.0, ci_low=0.0, ci_high=0.0)
+        note = "no observations: nothing to estimate"
+        return Share(value=0.0, ci_low=0.0, ci_high=1.0, too_few=True, note=note)
     low, high = wilson_ci(count, n)
     return Share(value=count / n, ci_low=low, ci_high=high)
+
+
+def unit_of(o: Observation) -> tuple[str, str]:
+    """The independent unit of an observation: its item within its task (the runs of one
+    item, or the judgments several people made of it, correlate)."""
+    return (o.task, o.item_id)
+
+
+def share_over(hits: Sequence[bool], units: Sequence[Hashable]) -> Share:
+    """The share of ``hits`` with a 95% interval whose unit is ``units`` (e.g. items).
+
+    Wilson when every unit occurs once; otherwise Wilson on the units' effective sample size
+    (clustered: several judgments of one item counted as independent covered 75-80%).
+    With a single unit the one-unit interval is given, flagged too_few.
+    """
+    n = len(hits)
+    if n == 0 or len(set(units)) == n:
+        return share(int(sum(bool(h) for h in hits)), n)
+    codes = {u: i for i, u in enumerate(dict.fromkeys(units))}
+    index = np.array([codes[u] for u in units])
+    successes = np.bincount(index, weights=np.asarray(hits, dtype=float), minlength=len(codes))
+    trials = np.bincount(index, minlength=len(codes))
+    low, high = clustered_wilson_ci(successes, trials)
+    value = float(successes.sum()) / n
+    if len(codes) < 2:
+        note = "one item behind every observation: the spread between items is unknown"
+        return Share(
+            value=value,
+            ci_low=low,
+            ci_high=high,
+            method="clustered_wilson",
+            too_few=True,
+            note=note,
+        )
+    return Share(value=value, ci_low=low, ci_high=high, method="clustered_wilson")
+
+
+def share_of(members: Collection[str], population: Sequence[Observation]) -> Share:
+    """The share of ``population`` whose uid is in ``members``, with items as the unit."""
+    return share_over([o.uid in members for o in population], [unit_of(o) for o in population])
 
 
 def _cut(text: str | None, limit: int = EXAMPLE_CHARS) -> str | None:
@@ -75,7 +123,6 @@ def category_results(
     k: int = 3,
 ) -> list[CategoryResult]:
     """One result per taxonomy category, from rule assignments and judge labels (by uid)."""
-    n = len(failures)
     results = []
     for cat in taxonomy.categories:
         ruled = {o.uid for o in failures if cat.name in by_rules.get(o.uid, [])}
@@ -86,7 +133,7 @@ def category_results(
                 name=cat.name,
                 description=cat.description,
                 count=len(members),
-                share=share(len(members), n),
+                share=share_of({o.uid for o in members}, failures),
                 by_rules=len(ruled),
                 by_judge=len(judged),
                 examples=pick_examples(members, k),
@@ -124,13 +171,24 @@ def detector_results(
                 description=description,
                 failures=len(fired_failures),
                 applicable=applicable,
-                share=share(len(fired_failures), n_failures),
+                share=_fired_share(fired_failures, observations, n_failures),
                 successes=fired_ok,
                 successes_checked=checked_ok,
                 examples=pick_examples(fired_failures, k),
             )
         )
     return results
+
+
+def _fired_share(
+    fired: Sequence[Observation], observations: Sequence[Observation], n_failures: int
+) -> Share:
+    """Share of all failures a detector fired on (items as the unit when every failure is
+    among the observations checked, else over the count)."""
+    failed = [o for o in observations if o.failed]
+    if len(failed) != n_failures:
+        return share(len(fired), n_failures)
+    return share_of({o.uid for o in fired}, failed)
 
 
 def confused_pairs(
@@ -141,12 +199,12 @@ def confused_pairs(
     For multiple choice the labels are answer positions (A, B, ...), which shows position bias.
     Each pair's share is of the items with that gold label in that task.
     """
-    gold_counts: Counter[tuple[str, str]] = Counter()
+    golds: dict[tuple[str, str], list[Observation]] = {}
     pairs: dict[tuple[str, str, str], list[Observation]] = {}
     for o in observations:
         if o.gold_label is None or o.predicted_label is None:
             continue
-        gold_counts[(o.task, o.gold_label)] += 1
+        golds.setdefault((o.task, o.gold_label), []).append(o)
         if o.failed and o.predicted_label != o.gold_label:
             pairs.setdefault((o.task, o.gold_label, o.predicted_label), []).append(o)
     ranked = sorted(pairs.items(), key=lambda kv: (-len(kv[1]), kv[0]))[:top]
@@ -156,7 +214,7 @@ def confused_pairs(
             gold=gold,
             predicted=pred,
             count=len(members),
-            share_of_gold=share(len(members), gold_counts[(task, gold)]),
+            share_of_gold=share_of({o.uid for o in members}, golds[(task, gold)]),
             examples=pick_examples(members, k),
         )
         for (task, gold, pred), members in ranked

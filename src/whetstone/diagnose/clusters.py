@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from whetstone.diagnose.categories import example_of, share
+from whetstone.diagnose.categories import example_of, share_of
 from whetstone.diagnose.schema import ClusterResult, ClusterSearch, Observation
 
 __all__ = [
@@ -178,7 +178,7 @@ def cluster_failures(
                 name=" / ".join(terms[c][:3]) or f"cluster {c}",
                 terms=terms[c],
                 count=int(members.size),
-                share=share(int(members.size), n),
+                share=share_of({failures[int(i)].uid for i in members}, failures),
                 examples=[example_of(failures[int(i)]) for i in nearest],
                 top_tasks=dict(Counter(failures[int(i)].task for i in members).most_common(5)),
                 top_categories=dict(cats.most_common(5)),

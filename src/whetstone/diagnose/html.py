@@ -71,10 +71,17 @@ def _bar(s: Share, width: int = 120) -> str:
     )
 
 
+def _ci(s: Share) -> str:
+    """A share's interval, or "too few" (with the reason on hover)."""
+    if s.too_few:
+        return f'<span title="{escape(s.note or "")}">too few</span>'
+    return f"[{_pct(s.ci_low)}, {_pct(s.ci_high)}]"
+
+
 def _share_cells(s: Share) -> str:
     return (
         f'<td class="num">{_pct(s.value)}</td>'
-        f'<td class="num ws-muted">[{_pct(s.ci_low)}, {_pct(s.ci_high)}]</td><td>{_bar(s)}</td>'
+        f'<td class="num ws-muted">{_ci(s)}</td><td>{_bar(s)}</td>'
     )
 
 
@@ -144,9 +151,11 @@ def _judge(j: JudgeSummary) -> str:
     kappa = _fmt(a.cohen_kappa)
     if a.kappa_ci_low is not None:
         kappa += f" [{_fmt(a.kappa_ci_low)}, {_fmt(a.kappa_ci_high)}]"
+    elif a.kappa_note:
+        kappa += f' <span title="{escape(a.kappa_note)}">(interval: too few)</span>'
     text += (
         f"<p>Agreement with human tags on {a.n} failures: accuracy {_pct(a.accuracy)} "
-        f"[{_pct(a.accuracy_ci.ci_low)}, {_pct(a.accuracy_ci.ci_high)}], Cohen's κ {kappa}.</p>"
+        f"{_ci(a.accuracy_ci)}, Cohen's κ {kappa}.</p>"
     )
     rows = [
         f"<tr><td>{escape(name)}</td><td class='num'>{_fmt(m['precision'])}</td>"
@@ -196,8 +205,7 @@ def _slices(slices: Sequence[SliceResult]) -> str:
             f"{_examples(s.examples, 'failures')}</td>"
             f"<td class='num'>{s.size}</td><td class='num'>{s.failures}</td>"
             f"<td class='num'>{_pct(s.error_rate.value)}</td>"
-            f"<td class='num ws-muted'>[{_pct(s.error_rate.ci_low)}, "
-            f"{_pct(s.error_rate.ci_high)}]</td><td>{_bar(s.error_rate)}</td>"
+            f"<td class='num ws-muted'>{_ci(s.error_rate)}</td><td>{_bar(s.error_rate)}</td>"
             f"<td class='num'>{_pct(s.rest_error_rate)}</td>"
             f"<td class='num'>{_fmt(s.effect_size, 2)}</td>"
             f"<td class='num'>{_p(s.p_value)}</td><td class='num'>{_p(s.p_adjusted)}</td>"
@@ -250,8 +258,7 @@ def render_html_section(diagnosis: Diagnosis) -> str:
         f'<p class="ws-lead">{sources or "observations"} · {escape(d.created_at.isoformat())}</p>',
         f'<div><span class="ws-kpi"><b>{inp.failures}</b>failures</span>'
         f'<span class="ws-kpi"><b>{inp.observations}</b>answers judged</span>'
-        f'<span class="ws-kpi"><b>{_pct(fr.value)}</b>failure rate [{_pct(fr.ci_low)}, '
-        f"{_pct(fr.ci_high)}]</span></div>",
+        f'<span class="ws-kpi"><b>{_pct(fr.value)}</b>failure rate {_ci(fr)}</span></div>',
     ]
     if inp.tasks:
         rows = [
@@ -271,7 +278,12 @@ def render_html_section(diagnosis: Diagnosis) -> str:
             f"{search.tested} slices tested (single attribute values and pairs, at least "
             f"{search.min_size} items each); {search.significant} have a higher failure rate "
             f"than the rest at a false discovery rate of {_pct(search.fdr)} (Fisher's exact test, "
-            "Benjamini-Hochberg)."
+            + (
+                "on counts divided by the design effect of items observed several times, "
+                if search.clustered
+                else ""
+            )
+            + "Benjamini-Hochberg)."
         )
     else:
         lead = ""

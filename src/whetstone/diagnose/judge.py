@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 
 import numpy as np
 
-from whetstone.diagnose.categories import share
+from whetstone.diagnose.categories import share_over
 from whetstone.diagnose.schema import JudgeAgreement, Observation
 from whetstone.diagnose.taxonomy import JudgeSpec, Taxonomy
 from whetstone.evaluate.statistics import bootstrap_ci
@@ -132,20 +132,27 @@ def human_labels(failures: Sequence[Observation], taxonomy: Taxonomy) -> dict[st
 
 
 def judge_agreement(
-    judged: dict[str, str], humans: dict[str, set[str]], taxonomy: Taxonomy, seed: int = 0
+    judged: dict[str, str],
+    humans: dict[str, set[str]],
+    taxonomy: Taxonomy,
+    seed: int = 0,
+    units: Mapping[str, Hashable] | None = None,
 ) -> JudgeAgreement | None:
     """Agreement of the judge with human tags on the failures both labelled.
 
     Accuracy counts the judge right when its category is among the human tags. Cohen's kappa
-    (scikit-learn) uses the failures with exactly one human category, with a bootstrap interval
-    over those failures.
+    (scikit-learn) uses the failures with exactly one human category, with a BCa bootstrap
+    interval over those failures from MIN_KAPPA_UNITS of them. ``units`` maps a failure's uid
+    to its independent unit (its item): failures of one item (judged by several people) are
+    then resampled together, and the accuracy interval is clustered by them.
     """
     from sklearn.metrics import cohen_kappa_score
 
     both = [uid for uid in judged if uid in humans]
     if not both:
         return None
-    hits = sum(judged[uid] in humans[uid] for uid in both)
+    hits = [judged[uid] in humans[uid] for uid in both]
+    unit: dict[str, Hashable] = {uid: (units or {}).get(uid, uid) for uid in both}
     single = [uid for uid in both if len(humans[uid]) == 1]
     human = [next(iter(humans[uid])) for uid in single]
     machine = [judged[uid] for uid in single]
@@ -153,26 +160,37 @@ def judge_agreement(
     kappa: float | None = None
     low: float | None = None
     high: float | None = None
+    note: str | None = None
     if single:
         kappa = _kappa(human, machine, names, cohen_kappa_score)
-        if len(single) >= 10:
-            h_arr, m_arr = np.array(human), np.array(machine)
-            low, high = bootstrap_ci(
-                np.arange(len(single)),
-                lambda idx: _kappa(
-                    list(h_arr[idx.astype(int)]),
-                    list(m_arr[idx.astype(int)]),
-                    names,
-                    cohen_kappa_score,
-                ),
-                n_boot=500,
-                seed=seed,
-            )
+        groups = [unit[uid] for uid in single]
+        if len(set(groups)) >= MIN_KAPPA_UNITS:
+            low, high = _kappa_interval(human, machine, names, groups, seed)
+        else:
+            note = f"{len(set(groups))} item(s): a kappa interval needs {MIN_KAPPA_UNITS}"
     confusion: dict[str, dict[str, int]] = {}
     for h, m in zip(human, machine, strict=True):
         confusion.setdefault(h, {}).setdefault(m, 0)
         confusion[h][m] += 1
-    per_category = {}
+    per_category = _per_category(judged, humans, both, names)
+    return JudgeAgreement(
+        n=len(both),
+        accuracy=sum(hits) / len(both),
+        accuracy_ci=share_over(hits, [unit[uid] for uid in both]),
+        cohen_kappa=kappa,
+        kappa_ci_low=low,
+        kappa_ci_high=high,
+        kappa_note=note,
+        per_category=per_category,
+        confusion=confusion,
+    )
+
+
+def _per_category(
+    judged: dict[str, str], humans: dict[str, set[str]], both: list[str], names: list[str]
+) -> dict[str, dict[str, float]]:
+    """Precision, recall and support of the judge for each category it or humans used."""
+    per_category: dict[str, dict[str, float]] = {}
     for name in names:
         tp = sum(judged[u] == name and name in humans[u] for u in both)
         said = sum(judged[u] == name for u in both)
@@ -183,15 +201,29 @@ def judge_agreement(
                 "recall": tp / truth if truth else 0.0,
                 "support": float(truth),
             }
-    return JudgeAgreement(
-        n=len(both),
-        accuracy=hits / len(both),
-        accuracy_ci=share(hits, len(both)),
-        cohen_kappa=kappa,
-        kappa_ci_low=low,
-        kappa_ci_high=high,
-        per_category=per_category,
-        confusion=confusion,
+    return per_category
+
+
+#: Fewest independent failures (items) for a bootstrap interval of the judge's kappa.
+MIN_KAPPA_UNITS = 10
+
+
+def _kappa_interval(
+    human: list[str], machine: list[str], names: list[str], groups: list[Hashable], seed: int
+) -> tuple[float, float]:
+    """BCa interval of Cohen's kappa, resampling the failures' units (clusters)."""
+    from sklearn.metrics import cohen_kappa_score
+
+    h_arr, m_arr = np.array(human), np.array(machine)
+    clusters = None if len(set(groups)) == len(groups) else [str(g) for g in groups]
+    return bootstrap_ci(
+        np.arange(len(human)),
+        lambda idx: _kappa(
+            list(h_arr[idx.astype(int)]), list(m_arr[idx.astype(int)]), names, cohen_kappa_score
+        ),
+        n_boot=500,
+        seed=seed,
+        clusters=clusters,
     )
 
 

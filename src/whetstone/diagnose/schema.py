@@ -55,11 +55,19 @@ class Example(BaseModel):
 
 
 class Share(BaseModel):
-    """A proportion with its 95% Wilson interval."""
+    """A proportion with its 95% Wilson interval (over items when an item has several
+    observations: its runs or its judges).
+
+    ``too_few`` marks a share with nothing or one item behind it: the interval is then the
+    whole range [0, 1] (no data) or the one-item Wilson interval, and ``note`` says why.
+    """
 
     value: float
     ci_low: float
     ci_high: float
+    method: str = "wilson"
+    too_few: bool = False
+    note: str | None = None
 
 
 class CategoryResult(BaseModel):
@@ -138,8 +146,9 @@ class SliceResult(BaseModel):
     effect_size: float  # Cohen's h between the slice's and the rest's error rates
     risk_difference: float
     odds_ratio: float | None
-    p_value: float  # one-sided Fisher's exact test, slice vs rest
+    p_value: float  # one-sided Fisher's exact test, slice vs rest (Rao-Scott counts if deff > 1)
     p_adjusted: float  # Benjamini-Hochberg over every slice tested
+    design_effect: float = 1.0  # of the items' clustering; Fisher's counts divided by it
     significant: bool
     examples: list[Example] = Field(default_factory=list)
 
@@ -152,6 +161,7 @@ class SliceSearch(BaseModel):
     fdr: float
     tested: int
     significant: int
+    clustered: bool = False  # items had several observations: Rao-Scott-adjusted Fisher tests
 
 
 class JudgeAgreement(BaseModel):
@@ -161,8 +171,9 @@ class JudgeAgreement(BaseModel):
     accuracy: float
     accuracy_ci: Share
     cohen_kappa: float | None = None  # on the failures with exactly one human category
-    kappa_ci_low: float | None = None
+    kappa_ci_low: float | None = None  # None below ten items (see kappa_note)
     kappa_ci_high: float | None = None
+    kappa_note: str | None = None  # why the kappa interval is withheld
     per_category: dict[str, dict[str, float]] = Field(default_factory=dict)
     confusion: dict[str, dict[str, int]] = Field(default_factory=dict)  # human -> judge -> n
 

@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
-from whetstone.diagnose.categories import pick_examples, share
+from whetstone.diagnose.categories import pick_examples, share, share_over, unit_of
 from whetstone.diagnose.detectors import words
-from whetstone.diagnose.schema import Observation, SliceResult, SliceSearch
-from whetstone.evaluate.statistics import benjamini_hochberg, wilson_ci
+from whetstone.diagnose.schema import Observation, Share, SliceResult, SliceSearch
+from whetstone.evaluate.statistics import benjamini_hochberg
 
 __all__ = [
     "AttributeTable",
@@ -35,10 +35,13 @@ __all__ = [
     "SliceGroup",
     "cohen_h",
     "derive_attributes",
+    "design_effect",
     "find_slices",
     "find_slices_grouped",
     "fisher_greater",
+    "item_codes",
     "question_form",
+    "rao_scott_fisher",
 ]
 
 MAX_VALUES = 30  # a categorical column with more distinct values is not sliced on
@@ -261,6 +264,50 @@ def cohen_h(p1: Any, p2: Any) -> np.ndarray:
     return np.asarray(2 * a - 2 * b, dtype=float)
 
 
+def item_codes(observations: Sequence[Observation]) -> np.ndarray | None:
+    """An integer per observation naming its item (task and item id), or None when every
+    item is observed once (the observations are then independent)."""
+    keys = [unit_of(o) for o in observations]
+    codes = {k: i for i, k in enumerate(dict.fromkeys(keys))}
+    if len(codes) == len(keys):
+        return None
+    return np.array([codes[k] for k in keys], dtype=np.int64)
+
+
+def design_effect(member: np.ndarray, failed: np.ndarray, units: np.ndarray) -> float:
+    """Rao-Scott design effect of a slice-vs-rest difference in failure rate, items as units.
+
+    The cluster-robust variance of the difference under the null (residuals from the pooled
+    rate), over the binomial variance that Fisher's test assumes; at least 1. Judgments of
+    one item correlate, and Fisher's test on them rejected 8-17% of true nulls at 0.05.
+    """
+    n1 = int(member.sum())
+    n0 = member.size - n1
+    rate = float(failed.mean())
+    if n1 == 0 or n0 == 0 or rate in (0.0, 1.0):
+        return 1.0
+    weights = np.where(member, 1.0 / n1, -1.0 / n0) * (failed - rate)
+    per_unit = np.bincount(units, weights=weights)
+    g = per_unit.size
+    if g < 2:
+        return 1.0
+    robust = g / (g - 1) * float(per_unit @ per_unit)
+    return max(1.0, robust / (rate * (1.0 - rate) * (1.0 / n1 + 1.0 / n0)))
+
+
+def rao_scott_fisher(k: int, n: int, failures: int, total: int, deff: float) -> float:
+    """One-sided Fisher's exact p-value on the counts divided by the design effect (Rao and
+    Scott 1992: effective counts of clustered binary data), rounded to whole items."""
+    if deff <= 1.0:
+        return float(fisher_greater(k, n, failures, total))
+    big = int(np.floor(total / deff + 0.5))
+    size = min(max(int(np.floor(n / deff + 0.5)), 1), max(big - 1, 1))
+    bad = min(int(np.floor(failures / deff + 0.5)), big)
+    hits = int(np.floor(k / deff + 0.5))
+    hits = min(max(hits, size + bad - big, 0), size, bad)
+    return float(fisher_greater(hits, size, bad, big))
+
+
 @dataclass
 class SliceGroup:
     """Observations searched together (one task): slices are compared with the rest of it."""
@@ -269,6 +316,13 @@ class SliceGroup:
     failed: np.ndarray
     observations: Sequence[Observation] | None = None
     scope: str | None = None  # shown before the slice's description when there are several
+    units: np.ndarray | None = None
+    """Item code of each observation when items repeat (runs, judges); None: independent.
+    Taken from ``observations`` (their task and item id) when not given."""
+
+    def __post_init__(self) -> None:
+        if self.units is None and self.observations is not None:
+            self.units = item_codes(self.observations)
 
 
 @dataclass
@@ -277,6 +331,26 @@ class _Tested:
     conds: tuple[int, ...]
     size: int
     failures: int
+
+
+def _members(table: AttributeTable, conds: tuple[int, ...]) -> np.ndarray:
+    """Which observations are in the slice of these conditions."""
+    return np.logical_and.reduce([table.matrix[:, c] for c in conds])
+
+
+def _adjusted(groups: Sequence[SliceGroup], tested: list[_Tested], p: np.ndarray) -> np.ndarray:
+    """Each slice's design effect (1 where observations are independent), and ``p`` made
+    Rao-Scott where it is above 1."""
+    deff = np.ones(len(tested))
+    for i, t in enumerate(tested):
+        group = groups[t.group]
+        if group.units is None:
+            continue
+        deff[i] = design_effect(_members(group.table, t.conds), group.failed, group.units)
+        if deff[i] > 1.0:
+            size, fails = int(group.failed.size), int(group.failed.sum())
+            p[i] = rao_scott_fisher(t.failures, t.size, fails, size, float(deff[i]))
+    return deff
 
 
 def _candidates(
@@ -346,7 +420,12 @@ def find_slices_grouped(
         if 0 < n_fail < total:
             tested += _candidates(g, group.table, group.failed, min_size, pairs)
     search = SliceSearch(
-        attributes=attributes, min_size=min_size, fdr=fdr, tested=len(tested), significant=0
+        attributes=attributes,
+        min_size=min_size,
+        fdr=fdr,
+        tested=len(tested),
+        significant=0,
+        clustered=any(g.units is not None for g in groups),
     )
     if not tested:
         return [], search
@@ -355,6 +434,7 @@ def find_slices_grouped(
     group_total = np.array([totals[t.group][0] for t in tested])
     group_fail = np.array([totals[t.group][1] for t in tested])
     p = fisher_greater(k, size, group_fail, group_total)
+    deff = _adjusted(groups, tested, p)
     p_adj = benjamini_hochberg(p)
     rate = k / size
     rest_rate = (group_fail - k) / (group_total - size)
@@ -373,7 +453,7 @@ def find_slices_grouped(
         if len(t.conds) == 1:
             return True
         parts = max(single_rate[(t.group, c)] for c in t.conds)
-        return wilson_ci(t.failures, t.size)[0] > parts
+        return _error_rate(groups[t.group], t).ci_low > parts
 
     explained = np.zeros(len(tested), dtype=bool)
     for i, t in enumerate(tested):
@@ -403,11 +483,20 @@ def find_slices_grouped(
                 bool(significant[i]),
                 totals[t.group],
                 examples,
+                float(deff[i]),
             )
         )
         if not significant[i] and len(results) >= 10:
             break
     return results, search
+
+
+def _error_rate(group: SliceGroup, t: _Tested) -> Share:
+    """The slice's failure rate with its interval (clustered by item where items repeat)."""
+    if group.units is None:
+        return share(t.failures, t.size)
+    inside = _members(group.table, t.conds)
+    return share_over(list(group.failed[inside]), list(group.units[inside]))
 
 
 def _slice_result(
@@ -420,11 +509,12 @@ def _slice_result(
     significant: bool,
     totals: tuple[int, int],
     k_examples: int,
+    deff: float = 1.0,
 ) -> SliceResult:
     total, n_fail = totals
     table = group.table
     conds = [table.conditions[c] for c in t.conds]
-    members = np.logical_and.reduce([table.matrix[:, c] for c in t.conds])
+    members = _members(table, t.conds)
     a, b = t.failures, t.size - t.failures
     c, d = n_fail - t.failures, (total - t.size) - (n_fail - t.failures)
     odds = (a * d) / (b * c) if b * c > 0 else None
@@ -444,7 +534,7 @@ def _slice_result(
         ],
         size=t.size,
         failures=t.failures,
-        error_rate=share(t.failures, t.size),
+        error_rate=_error_rate(group, t),
         rest_size=total - t.size,
         rest_error_rate=float(rest_rate),
         metric_value=float(rate),
@@ -454,6 +544,7 @@ def _slice_result(
         odds_ratio=None if odds is None else float(odds),
         p_value=float(p),
         p_adjusted=float(p_adj),
+        design_effect=deff,
         significant=significant,
         examples=pick_examples(shown, k_examples),
     )

@@ -17,12 +17,13 @@ LIKERT_COLORS = ("#c0392b", "#e67e22", "#bdc3c7", "#7fb3d5", "#2471a3")
 
 @dataclass(frozen=True)
 class IntervalRow:
-    """A labelled estimate with its interval."""
+    """A labelled estimate with its interval; ``too_few`` marks one withheld as dishonest."""
 
     label: str
     value: float
     low: float | None = None
     high: float | None = None
+    too_few: bool = False
 
 
 def _text(x: float, y: float, s: str, anchor: str = "start", size: int = 12, cls: str = "") -> str:
@@ -110,6 +111,8 @@ def interval_plot(
                 'stroke="#2471a3" stroke-width="2"/>'
             )
         body.append(f'<circle cx="{x(r.value):.1f}" cy="{y:.1f}" r="4.5" fill="#1b4f72"/>')
+        if r.too_few:
+            body.append(_text(x(r.value) + 8, y - 5, "too few", "start", 9, "ws-too-few"))
         body.append(_text(WIDTH - 64, y + 4, fmt.format(r.value), "start", 11))
     return _svg(height, body, title)
 

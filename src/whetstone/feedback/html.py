@@ -9,6 +9,7 @@ from typing import Any
 from whetstone.errors import missing_extra
 from whetstone.feedback.charts import IntervalRow, heatmap, interval_plot, stacked_bars
 from whetstone.feedback.summary import CampaignSummary
+from whetstone.records import MetricValue
 
 
 @functools.cache
@@ -27,13 +28,21 @@ def environment() -> Any:
     )
 
 
+def _row(label: str, m: MetricValue) -> IntervalRow:
+    """A metric as a chart row, flagged when its interval was withheld."""
+    return IntervalRow(label, m.value, m.ci_low, m.ci_high, m.too_few)
+
+
 def _charts(s: CampaignSummary) -> dict[str, str]:
     """The SVG charts of a summary (empty strings where there is nothing to plot)."""
     out = {"ranking": "", "winrate": "", "likert": "", "thumbs": "", "alpha": ""}
     if s.ranking is not None:
         out["ranking"] = interval_plot(
-            [IntervalRow(e.model, e.rating, e.ci_low, e.ci_high) for e in s.ranking.entries],
-            "Bradley-Terry rating with 95% bootstrap interval",
+            [
+                IntervalRow(e.model, e.rating, e.ci_low, e.ci_high, e.too_few)
+                for e in s.ranking.entries
+            ],
+            "Bradley-Terry rating with 95% bootstrap interval over items",
             fmt="{:.0f}",
             reference=1000.0,
         )
@@ -44,11 +53,7 @@ def _charts(s: CampaignSummary) -> dict[str, str]:
     thumbs = [r for r in s.model_ratings if r.thumbs_up is not None]
     if thumbs:
         out["thumbs"] = interval_plot(
-            [
-                IntervalRow(r.model, r.thumbs_up.value, r.thumbs_up.ci_low, r.thumbs_up.ci_high)
-                for r in thumbs
-                if r.thumbs_up is not None
-            ],
+            [_row(r.model, r.thumbs_up) for r in thumbs if r.thumbs_up is not None],
             "Thumbs-up share with 95% interval",
             lo=0.0,
             hi=1.0,
@@ -57,12 +62,7 @@ def _charts(s: CampaignSummary) -> dict[str, str]:
     if alphas:
         out["alpha"] = interval_plot(
             [
-                IntervalRow(
-                    a.question,
-                    a.krippendorff_alpha.value,
-                    a.krippendorff_alpha.ci_low,
-                    a.krippendorff_alpha.ci_high,
-                )
+                _row(a.question, a.krippendorff_alpha)
                 for a in alphas
                 if a.krippendorff_alpha is not None
             ],

@@ -6,8 +6,10 @@ sigmoid(theta_i - theta_j). It is fitted by maximum likelihood with Newton's met
 (whose logistic regression reaches the same optimum). Ratings are reported on the Elo scale of
 Chatbot Arena: 400 / ln(10) * theta + 1000, so that their mean is 1000. A weak Gaussian prior
 (``l2``) keeps the ratings finite when a model wins or loses every battle it played; with
-``l2=0`` the fit is the plain maximum-likelihood estimate. Intervals are percentile intervals
-over bootstrap resamples of the battles, as Chatbot Arena computes them.
+``l2=0`` the fit is the plain maximum-likelihood estimate. Intervals are BCa intervals (tails
+widened for few items) over bootstrap resamples of whole items: Chatbot Arena resamples
+battles, which is the same when every battle has an item of its own, but undercovers when
+several participants judge the same item.
 """
 
 from __future__ import annotations
@@ -21,7 +23,12 @@ import numpy as np
 from pydantic import BaseModel
 from scipy import stats as sps
 
-from whetstone.evaluate.statistics import percentile_interval, resample_indices, wilson_ci
+from whetstone.evaluate.statistics import (
+    bca_interval,
+    resample_counts,
+    resample_indices,
+)
+from whetstone.feedback.proportions import share_by_cluster
 from whetstone.records import FeedbackJudgment, MetricValue
 
 Winner = Literal["a", "b", "tie", "both_bad"]
@@ -43,12 +50,15 @@ class Battle:
 
 
 class RankingEntry(BaseModel):
-    """A model's Bradley-Terry rating (Elo scale) with its bootstrap interval."""
+    """A model's Bradley-Terry rating (Elo scale) with its bootstrap interval.
+
+    The interval is None, with ``too_few`` set and a ``note``, when it would not be honest:
+    fewer than MIN_BATTLES battles, all won or all lost, or opponents not connected.
+    """
 
     model: str
     rank: int
     rating: float
-    # None (with too_few and a note) when the model has fewer than MIN_BATTLES battles
     ci_low: float | None
     ci_high: float | None
     strength: float
@@ -196,6 +206,121 @@ def _connected(w: np.ndarray) -> bool:
 MIN_BATTLES = 5
 
 
+def _objectives(theta: np.ndarray, w: np.ndarray, l2: float) -> np.ndarray:
+    """``_objective`` of each row of a stack: theta (B, p), win matrices w (B, p, p)."""
+    d = theta[:, :, None] - theta[:, None, :]
+    nll = np.sum(w * np.logaddexp(0.0, -d), axis=(1, 2))
+    return nll + 0.5 * l2 * np.sum(theta * theta, axis=1) + 0.5 * theta.sum(axis=1) ** 2
+
+
+def _newton_steps(theta: np.ndarray, w: np.ndarray, l2: float) -> tuple[np.ndarray, np.ndarray]:
+    """Newton step and gradient of every row of a stack (as in ``fit_bradley_terry``)."""
+    p = theta.shape[1]
+    n = w + np.swapaxes(w, 1, 2)
+    prob = 1.0 / (1.0 + np.exp(-(theta[:, :, None] - theta[:, None, :])))
+    grad = -(w - n * prob).sum(axis=2) + l2 * theta + theta.sum(axis=1, keepdims=True)
+    curv = n * prob * (1.0 - prob)
+    hess = -curv + l2 * np.eye(p) + np.ones((p, p))
+    hess[:, np.arange(p), np.arange(p)] += curv.sum(axis=2)
+    return np.linalg.solve(hess, grad[:, :, None])[:, :, 0], grad
+
+
+def _fit_many(
+    w: np.ndarray, l2: float, theta0: np.ndarray, tol: float = 1e-10, max_iter: int = 200
+) -> np.ndarray:
+    """``fit_bradley_terry`` on a stack of win matrices (B, p, p) at once: the same Newton
+    steps and backtracking, row by row, vectorized over the stack (bootstrap refits)."""
+    theta = np.broadcast_to(np.asarray(theta0, dtype=float), w.shape[:2]).copy()
+    value = _objectives(theta, w, l2)
+    active = np.ones(w.shape[0], dtype=bool)
+    for _ in range(max_iter):
+        rows = np.flatnonzero(active)
+        if rows.size == 0:
+            break
+        step, grad = _newton_steps(theta[rows], w[rows], l2)
+        t = np.ones(rows.size)
+        todo = np.ones(rows.size, dtype=bool)
+        slope = np.einsum("ij,ij->i", grad, -step)
+        while todo.any():  # backtracking, each row until its own Armijo condition holds
+            k = np.flatnonzero(todo)
+            trial = theta[rows[k]] - t[k, None] * step[k]
+            new = _objectives(trial, w[rows[k]], l2)
+            done = (new <= value[rows[k]] + 1e-4 * t[k] * slope[k]) | (t[k] < 1e-8)
+            theta[rows[k[done]]], value[rows[k[done]]] = trial[done], new[done]
+            todo[k[done]] = False
+            t[k[~done]] *= 0.5
+        active[rows] = np.max(np.abs(t[:, None] * step), axis=1) >= tol
+    return theta - theta.mean(axis=1, keepdims=True)
+
+
+@dataclass(frozen=True)
+class _Design:
+    """The battles as additive win weights: each battle adds to two cells of the win matrix;
+    ``cluster`` is the independent unit each battle belongs to (its item)."""
+
+    p: int
+    cells_a: np.ndarray
+    cells_b: np.ndarray
+    weight_a: np.ndarray
+    cluster: np.ndarray
+    n_clusters: int
+
+
+def _design(battles: Sequence[Battle], index: dict[str, int]) -> _Design:
+    """Cells, weights and item clusters of the battles (a battle without an item id is a
+    cluster of its own)."""
+    p = len(index)
+    keys = [b.item_id or f"\0battle {k}" for k, b in enumerate(battles)]
+    codes = {key: c for c, key in enumerate(dict.fromkeys(keys))}
+    return _Design(
+        p=p,
+        cells_a=np.array([index[b.model_a] * p + index[b.model_b] for b in battles]),
+        cells_b=np.array([index[b.model_b] * p + index[b.model_a] for b in battles]),
+        weight_a=np.array([{"a": 1.0, "b": 0.0}.get(b.winner, 0.5) for b in battles]),
+        cluster=np.array([codes[key] for key in keys]),
+        n_clusters=len(codes),
+    )
+
+
+def _cluster_tables(d: _Design) -> np.ndarray:
+    """Each cluster's contribution to the win matrix, flattened: shape (clusters, p * p)."""
+    out = np.zeros((d.n_clusters, d.p * d.p))
+    np.add.at(out, (d.cluster, d.cells_a), d.weight_a)
+    np.add.at(out, (d.cluster, d.cells_b), 1.0 - d.weight_a)
+    return out
+
+
+def _bootstrap_ratings(
+    d: _Design, theta: np.ndarray, l2: float, n_boot: int, seed: int, confidence: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """BCa interval of every rating: whole items resampled (several participants judging one
+    item are one unit, not several), leave-one-item-out refits for the acceleration."""
+    tables = _cluster_tables(d)
+    p = d.p
+    parts = []
+    for idx in resample_indices(d.n_clusters, n_boot=n_boot, seed=seed):
+        stacked = (resample_counts(idx, d.n_clusters) @ tables).reshape(-1, p, p)
+        parts.append(_fit_many(stacked, l2, theta))
+    total = tables.sum(axis=0)
+    jack = _fit_many((total[None, :] - tables).reshape(-1, p, p), l2, theta)
+    point = to_rating(theta)
+    low, high = bca_interval(
+        point, to_rating(np.concatenate(parts)), to_rating(jack), d.n_clusters, confidence
+    )
+    return np.asarray(low), np.asarray(high)
+
+
+def _withheld(battles: int, wins: float, connected: bool) -> str | None:
+    """Why a model's rating gets no interval, or None when it gets one."""
+    if not connected:
+        return "the models did not all meet (directly or through others): not comparable"
+    if battles < MIN_BATTLES:
+        return f"{battles} battle(s): an interval needs {MIN_BATTLES}"
+    if wins in (0.0, float(battles)):
+        return "won or lost every battle: the rating is bounded only by the prior"
+    return None
+
+
 def _entry(
     model: str,
     rank: int,
@@ -204,21 +329,24 @@ def _entry(
     theta: float,
     counts: np.ndarray,
     wins: np.ndarray,
+    connected: bool = True,
 ) -> RankingEntry:
-    """One model's ranking entry, its interval withheld below MIN_BATTLES battles."""
+    """One model's ranking entry; its interval is withheld (too_few, with a note) below
+    MIN_BATTLES battles, when it won or lost them all, or when the battle graph is not
+    connected."""
     battles = int(counts.sum())
-    few = battles < MIN_BATTLES
+    note = _withheld(battles, float(wins.sum()), connected)
     return RankingEntry(
         model=model,
         rank=rank,
         rating=float(rating),
-        ci_low=None if few else float(ends[0]),
-        ci_high=None if few else float(ends[1]),
+        ci_low=None if note else float(ends[0]),
+        ci_high=None if note else float(ends[1]),
         strength=float(theta),
         battles=battles,
         wins=float(wins.sum()),
-        too_few=few,
-        note=f"{battles} battle(s): an interval needs {MIN_BATTLES}" if few else None,
+        too_few=note is not None,
+        note=note,
     )
 
 
@@ -230,7 +358,15 @@ def rank_models(
     seed: int = 0,
     confidence: float = 0.95,
 ) -> Ranking | None:
-    """The Bradley-Terry ranking with bootstrap intervals over battles; None without battles."""
+    """The Bradley-Terry ranking with BCa bootstrap intervals over items; None without battles.
+
+    The resampled unit is the item (battles sharing an item id correlate: the same answers
+    judged by several people; with one battle per item this is the battle bootstrap). Battles
+    judged on one item by three people made intervals that resample battles cover about 77%.
+    A model's interval is withheld (``too_few`` and a note) when it has fewer than
+    MIN_BATTLES battles, won or lost every one (the rating then rests on the prior), or when
+    the models do not form one connected set of opponents (ratings are then not comparable).
+    """
     if not battles:
         return None
     models = sorted({b.model_a for b in battles} | {b.model_b for b in battles})
@@ -238,27 +374,18 @@ def rank_models(
     p = len(models)
     w = win_matrix(models, battles)
     theta = fit_bradley_terry(w, l2=l2)
-    # bootstrap: resample battles; each battle adds its win weights to one or two cells
-    cells_a = np.array([index[b.model_a] * p + index[b.model_b] for b in battles])
-    cells_b = np.array([index[b.model_b] * p + index[b.model_a] for b in battles])
-    weight_a = np.array([{"a": 1.0, "b": 0.0}.get(b.winner, 0.5) for b in battles])
-    weight_b = 1.0 - weight_a
-    thetas = []
-    for idx in resample_indices(len(battles), n_boot=n_boot, seed=seed):
-        for row in idx:
-            wb = np.bincount(cells_a[row], weight_a[row], p * p) + np.bincount(
-                cells_b[row], weight_b[row], p * p
-            )
-            thetas.append(fit_bradley_terry(wb.reshape(p, p), l2=l2, theta0=theta))
-    low, high = percentile_interval(to_rating(np.array(thetas)), confidence)
+    low, high = _bootstrap_ratings(_design(battles, index), theta, l2, n_boot, seed, confidence)
     ratings = to_rating(theta)
     counts = np.zeros((p, p), dtype=int)
     for b in battles:
         counts[index[b.model_a], index[b.model_b]] += 1
         counts[index[b.model_b], index[b.model_a]] += 1
+    connected = _connected(w)
     order = np.argsort(-ratings, kind="stable")
     entries = [
-        _entry(models[k], rank + 1, ratings[k], (low[k], high[k]), theta[k], counts[k], w[k])
+        _entry(
+            models[k], rank + 1, ratings[k], (low[k], high[k]), theta[k], counts[k], w[k], connected
+        )
         for rank, k in enumerate(order)
     ]
     prob = 1.0 / (1.0 + np.exp(-(theta[:, None] - theta[None, :])))
@@ -266,7 +393,7 @@ def rank_models(
         l2=l2,
         n_battles=len(battles),
         n_bootstrap=n_boot,
-        connected=_connected(w),
+        connected=connected,
         entries=entries,
         models=models,
         battle_counts=counts.tolist(),
@@ -279,7 +406,13 @@ def rank_models(
 
 
 def position_bias(battles: Sequence[Battle], alpha: float = 0.05) -> PositionBias | None:
-    """An exact two-sided binomial test of left wins against 1/2 over decisive battles."""
+    """An exact two-sided binomial test of left wins against 1/2 over decisive battles.
+
+    The sides are drawn at random for every battle, so with no side preference each decisive
+    verdict is a fair coin and the binomial test is exact. The left-win rate's interval is
+    clustered by participant (a preference for one side is a habit of a person, so one
+    person's verdicts correlate); battles without a participant count as independent.
+    """
     if not battles:
         return None
     decisive = [b for b in battles if b.winner in ("a", "b")]
@@ -288,8 +421,8 @@ def position_bias(battles: Sequence[Battle], alpha: float = 0.05) -> PositionBia
     rate = None
     if decisive:
         p_value = float(sps.binomtest(left, len(decisive), 0.5).pvalue)
-        lo, hi = wilson_ci(left, len(decisive))
-        rate = MetricValue(value=left / len(decisive), ci_low=lo, ci_high=hi, n=len(decisive))
+        people = [b.participant or f"\0battle {k}" for k, b in enumerate(decisive)]
+        rate = share_by_cluster([b.winner == "a" for b in decisive], people, "participant")
     return PositionBias(
         decisive=len(decisive),
         left_wins=left,

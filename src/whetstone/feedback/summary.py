@@ -1,9 +1,11 @@
 """What the owner's dashboard shows, as one JSON-able record, also stored as an artifact.
 
 ``campaign_summary`` computes, from the campaign's judgments: per-model rating distributions
-with 95% intervals (bootstrap over items, since several people judge the same item), the
-Bradley-Terry ranking with bootstrap intervals and the win-rate matrix, the position-bias test,
-agreement (Cohen's and Fleiss' kappa, Krippendorff's alpha with a bootstrap interval),
+with 95% intervals (items are the unit, since several people judge the same item: shares get
+a Wilson interval on the items' effective sample size, means a BCa bootstrap over items), the
+Bradley-Terry ranking with bootstrap intervals over items and the win-rate matrix, the
+position-bias test, agreement (Cohen's and Fleiss' kappa, Krippendorff's alpha with a
+bootstrap interval over items),
 per-participant statistics, comments, counts and coverage. It stores the result with
 ``store.put_artifact("feedback", campaign_id, summary)``.
 """
@@ -20,13 +22,14 @@ import numpy as np
 from pydantic import BaseModel, Field
 from sqlalchemy import and_, func, or_, select
 
-from whetstone.evaluate.statistics import bootstrap_ci, clustered_wilson_ci
+from whetstone.evaluate.statistics import bootstrap_ci
 from whetstone.feedback import db
 from whetstone.feedback.agreement import Agreement, Level, agreement
 from whetstone.feedback.assignment import LEASE
 from whetstone.feedback.campaigns import Campaign, get_campaign
 from whetstone.feedback.generation import ModelProgress, answer_progress
 from whetstone.feedback.judgments import judgments as load_judgments
+from whetstone.feedback.proportions import share_by_cluster
 from whetstone.feedback.ranking import (
     Battle,
     PositionBias,
@@ -43,7 +46,8 @@ MAX_COMMENTS = 200
 
 
 class LikertLevel(BaseModel):
-    """How many judgments gave this Likert level, and their share with a Wilson interval."""
+    """How many judgments gave this Likert level, and their share with a Wilson interval on
+    the items' effective sample size (judgments of one item correlate)."""
 
     level: int
     count: int
@@ -156,7 +160,8 @@ class CampaignSummary(BaseModel):
     comments: list[CommentEntry] = Field(default_factory=list)
 
 
-#: Fewest distinct items for an interval of a mean over judgments (items are the unit).
+#: Fewest distinct items for an interval of a mean over judgments (items are the unit). Shares
+#: need only two (see ``proportions``): Wilson needs no spread.
 MIN_ITEMS = 5
 
 
@@ -173,20 +178,6 @@ def _mean_ci(values: Sequence[float], clusters: Sequence[str], n_boot: int) -> M
     return MetricValue(value=value, ci_low=lo, ci_high=hi, n=n, method="bca")
 
 
-def _share(hits: Sequence[bool], clusters: Sequence[str]) -> MetricValue | None:
-    """A share of judgments with a Wilson interval on the effective sample size of the items
-    (judgments of one item correlate; counting them as independent covered about 80%)."""
-    if not hits:
-        return None
-    codes = {c: i for i, c in enumerate(dict.fromkeys(clusters))}
-    index = np.array([codes[c] for c in clusters])
-    successes = np.bincount(index, weights=np.asarray(hits, dtype=float), minlength=len(codes))
-    trials = np.bincount(index, minlength=len(codes))
-    lo, hi = clustered_wilson_ci(successes, trials)
-    value = float(np.mean(hits))
-    return MetricValue(value=value, ci_low=lo, ci_high=hi, n=len(hits), method="clustered_wilson")
-
-
 def _model_ratings(model: str, js: list[FeedbackJudgment], n_boot: int) -> ModelRatings:
     """The rating distributions of one model."""
     out = ModelRatings(
@@ -196,9 +187,7 @@ def _model_ratings(model: str, js: list[FeedbackJudgment], n_boot: int) -> Model
         items=len({j.item_id for j in js}),
     )
     thumbs = [j for j in js if j.thumbs is not None]
-    out.thumbs_up = _mean_ci(
-        [float(bool(j.thumbs)) for j in thumbs], [j.item_id for j in thumbs], n_boot
-    )
+    out.thumbs_up = share_by_cluster([bool(j.thumbs) for j in thumbs], [j.item_id for j in thumbs])
     likert = [j for j in js if j.likert is not None]
     out.likert_mean = _mean_ci(
         [float(j.likert or 0) for j in likert], [j.item_id for j in likert], n_boot
@@ -209,11 +198,13 @@ def _model_ratings(model: str, js: list[FeedbackJudgment], n_boot: int) -> Model
             LikertLevel(
                 level=k,
                 count=counts.get(k, 0),
-                share=_share([j.likert == k for j in likert], [j.item_id for j in likert]),
+                share=share_by_cluster(
+                    [j.likert == k for j in likert], [j.item_id for j in likert]
+                ),
             )
             for k in range(1, 6)
         ]
-    out.failure_rate = _mean_ci([float(j.is_failure) for j in js], [j.item_id for j in js], n_boot)
+    out.failure_rate = share_by_cluster([j.is_failure for j in js], [j.item_id for j in js])
     arena = [j for j in js if j.arena_outcome is not None]
     if arena:
         outcome = Counter(j.arena_outcome for j in arena)
@@ -261,6 +252,12 @@ def agreement_data(
         if units:
             out.append((question, level, units))  # type: ignore[arg-type]
     return out
+
+
+def _items_of(units: dict[Hashable, dict[str, Hashable]]) -> dict[Hashable, Hashable]:
+    """The item of each agreement unit ((item, model) or (item, first, second)): units of one
+    item share its prompt, so the item is the independent unit alpha is resampled by."""
+    return {u: u[0] if isinstance(u, tuple) else u for u in units}
 
 
 @dataclass
@@ -389,7 +386,7 @@ def summarize(
         by_model.setdefault(j.model, []).append(j)
     battles = battles_from_judgments(js)
     agreements = [
-        agreement(question, data, level, n_boot=n_boot, seed=seed)
+        agreement(question, data, level, n_boot=n_boot, seed=seed, clusters=_items_of(data))
         for question, level, data in agreement_data(campaign, js, battles)
     ]
     agreements = [a for a in agreements if a.units > 0]

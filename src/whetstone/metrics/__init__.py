@@ -2,13 +2,15 @@
 method and paired test (docs/statistics.md says how each is computed).
 
 Outside packages add metrics through the entry-point group ``whetstone.metrics`` (an entry
-point naming a MetricSpec, or a callable returning one) or by calling ``register_metric``.
+point named as the metric, naming a MetricSpec object) or by calling ``register_metric``.
 """
 
 from __future__ import annotations
 
+import difflib
 from typing import Literal
 
+from whetstone.errors import ConfigError
 from whetstone.metrics._builtin import BUILTIN
 from whetstone.metrics._spec import MetricSpec, apply_transform
 from whetstone.registry import Registry
@@ -18,6 +20,7 @@ __all__ = [
     "MetricSpec",
     "apply_transform",
     "canonical_name",
+    "check_metric",
     "default_metrics",
     "direction",
     "headline_metrics",
@@ -29,18 +32,30 @@ __all__ = [
     "register_metric",
 ]
 
-#: The registry of metrics (kind "metrics").
-METRICS: Registry[MetricSpec] = Registry("metrics")
+
+def _plugin_aliases(spec: object) -> tuple[str, ...]:
+    """The aliases an entry point's MetricSpec declares; anything else is refused."""
+    if not isinstance(spec, MetricSpec):
+        raise TypeError(f"a whetstone.metrics entry point must name a MetricSpec, not {spec!r}")
+    return spec.aliases
+
+
+def _registry() -> Registry[MetricSpec]:
+    """A metric registry holding the built-in declarations (plug-ins load on first use)."""
+    registry: Registry[MetricSpec] = Registry("metrics", aliases_of=_plugin_aliases)
+    for spec in BUILTIN:
+        registry.register(spec.name, spec, aliases=spec.aliases)
+    return registry
+
+
+#: The registry of metrics (kind "metrics", entry-point group ``whetstone.metrics``).
+METRICS: Registry[MetricSpec] = _registry()
 
 
 def register_metric(spec: MetricSpec) -> MetricSpec:
     """Add a metric (a plug-in's, for example) under its name and aliases."""
     METRICS.register(spec.name, spec, aliases=spec.aliases)
     return spec
-
-
-for _spec in BUILTIN:
-    register_metric(_spec)
 
 
 def _bare(name: str) -> str:
@@ -66,6 +81,20 @@ def canonical_name(name: str) -> str:
         return name
     resolved = METRICS.canonical(bare)
     return f"{name.split('/', 1)[0]}/{resolved}" if "/" in name else resolved
+
+
+def check_metric(name: str, kind: str | None = None) -> str:
+    """The canonical form of ``name`` (``task/metric`` or bare); an unknown metric, or one a
+    task of ``kind`` does not report, is refused (ConfigError) with the closest name."""
+    spec = metric_spec(name)
+    if kind is not None and kind not in spec.kinds:
+        close = difflib.get_close_matches(_bare(name), metrics_for(kind), n=1, cutoff=0.5)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(
+            f"metric {name!r} is not reported by {kind} tasks{hint}; "
+            f"they report: {', '.join(metrics_for(kind))}"
+        )
+    return canonical_name(name)
 
 
 def higher_is_better(name: str) -> bool:

@@ -40,7 +40,7 @@ def _proportion(name: str, kinds: tuple[str, ...], description: str, **kw: objec
     )
 
 
-def _averaged(score: str, average: str, default: bool) -> MetricSpec:
+def _averaged(score: str, average: str) -> MetricSpec:
     mover = average in ("macro", "weighted")
     return MetricSpec(
         name=f"{score}_{average}",
@@ -52,7 +52,34 @@ def _averaged(score: str, average: str, default: bool) -> MetricSpec:
         description=f"{average}-averaged {score} over the task's labels (sklearn)",
         aliases=(score,) if average == "macro" else (),
         default_for=_CLS,
-        headline=default and score == "f1",
+        headline=(score, average) == ("f1", "macro"),
+    )
+
+
+def _item_mean(name: str, description: str) -> MetricSpec:
+    return MetricSpec(
+        name=name,
+        kinds=_GEN,
+        direction="higher",
+        aggregation="mean",
+        interval="bca",
+        paired_test="sign_flip",
+        default_for=_GEN,
+        description=description,
+    )
+
+
+def _corpus_score(name: str, description: str) -> MetricSpec:
+    return MetricSpec(
+        name=name,
+        kinds=_GEN,
+        direction="higher",
+        aggregation="corpus",
+        interval="bca",
+        paired_test="corpus_swap_permutation",
+        default_for=_GEN,
+        scale=100.0,
+        description=description,
     )
 
 
@@ -68,9 +95,9 @@ BUILTIN: tuple[MetricSpec, ...] = (
         "exact_match", _GEN, "normalized answer equals a reference", default_for=_GEN, headline=True
     ),
     *(
-        _averaged(score, average, default=average == "macro")
-        for score in ("precision", "recall", "f1")
+        _averaged(score, average)
         for average in ("macro", "micro", "weighted")
+        for score in ("precision", "recall", "f1")
     ),
     *(
         MetricSpec(
@@ -83,6 +110,16 @@ BUILTIN: tuple[MetricSpec, ...] = (
             description=f"{score} of the declared positive class (sklearn average='binary')",
         )
         for score in ("precision", "recall", "f1")
+    ),
+    MetricSpec(
+        name="brier",
+        kinds=_PROB,
+        direction="lower",
+        aggregation="mean",
+        interval="bca",
+        paired_test="sign_flip",
+        default_for=_MC,
+        description="sum of squared probability errors per item",
     ),
     MetricSpec(
         name="ece",
@@ -103,49 +140,10 @@ BUILTIN: tuple[MetricSpec, ...] = (
         paired_test="none",
         description="ECE with each bin's sampling noise removed",
     ),
-    MetricSpec(
-        name="brier",
-        kinds=_PROB,
-        direction="lower",
-        aggregation="mean",
-        interval="bca",
-        paired_test="sign_flip",
-        default_for=_MC,
-        description="sum of squared probability errors per item",
-    ),
-    *(
-        MetricSpec(
-            name=name,
-            kinds=_GEN,
-            direction="higher",
-            aggregation="mean",
-            interval="bca",
-            paired_test="sign_flip",
-            default_for=_GEN,
-            description=description,
-        )
-        for name, description in (
-            ("token_f1", "SQuAD token F1, max over references"),
-            ("rouge_l", "ROUGE-L F-measure, max over references"),
-        )
-    ),
-    *(
-        MetricSpec(
-            name=name,
-            kinds=_GEN,
-            direction="higher",
-            aggregation="corpus",
-            interval="bca",
-            paired_test="corpus_swap_permutation",
-            default_for=_GEN,
-            scale=100.0,
-            description=description,
-        )
-        for name, description in (
-            ("bleu", "sacrebleu corpus BLEU"),
-            ("chrf", "sacrebleu corpus chrF"),
-        )
-    ),
+    _item_mean("token_f1", "SQuAD token F1, max over references"),
+    _corpus_score("bleu", "sacrebleu corpus BLEU"),
+    _corpus_score("chrf", "sacrebleu corpus chrF"),
+    _item_mean("rouge_l", "ROUGE-L F-measure, max over references"),
     *(
         MetricSpec(
             name=name,

@@ -8,7 +8,8 @@ Candidates are judged on evaluation metrics (written `task/metric`, e.g.
 
 from __future__ import annotations
 
-from whetstone.metrics import canonical_name, higher_is_better, metrics_for
+from whetstone.errors import ConfigError
+from whetstone.metrics import check_metric, higher_is_better, metrics_for
 
 #: Costs every candidate gets besides its evaluation metrics.
 COST_METRICS = tuple(metrics_for("cost"))
@@ -25,8 +26,8 @@ def split_metric(name: str) -> tuple[str | None, str]:
 
 
 def check_metric_name(name: str) -> str:
-    """`name` (an alias resolved: `t/f1` is `t/f1_macro`) if it is `task/metric` or a cost
-    name; a ValueError naming what is expected."""
+    """`name` (an alias resolved: `t/f1` is `t/f1_macro`) if it is `task/metric` of a known
+    metric or a cost name; a ValueError naming what is expected (or the closest metric)."""
     task, metric = split_metric(name)
     if task is None and metric not in COST_METRICS:
         raise ValueError(
@@ -35,4 +36,7 @@ def check_metric_name(name: str) -> str:
         )
     if task is not None and (not task or not metric or "/" in metric):
         raise ValueError(f"{name!r} is not a metric name: expected TASK/METRIC")
-    return canonical_name(name)
+    try:
+        return check_metric(name)
+    except ConfigError as err:
+        raise ValueError(f"{name!r}: {err}") from err

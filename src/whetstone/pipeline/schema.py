@@ -8,10 +8,18 @@ and which metrics the regression gate guards. Paths are relative to the pipeline
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
+from whetstone.metrics import canonical_name
 from whetstone.pipeline.metrics import check_metric_name
 
 OptimizeMethod = Literal["finetune", "tune", "distill", "quantize"]
@@ -67,8 +75,9 @@ class AuditStep(_Strict):
     # the tasks whose data is checked for contamination and coverage (default: all)
     against: list[str] | None = None
     # compare the baseline's per-item metric on clean and contaminated items of this task
+    # (an alias is resolved through the metric registry)
     task: str | None = None
-    metric: str | None = None
+    metric: Annotated[str, AfterValidator(canonical_name)] | None = None
     # whetstone.audit.AuditConfig (columns, duplicates, contamination, ...), checked by it
     options: dict[str, Any] = Field(default_factory=dict)
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from whetstone.metrics import headline_metrics, metric_spec
 from whetstone.records import SampleRecord
 from whetstone.report.model import Example
 
-#: Per-item 0/1 metrics that say whether an item was answered right, by preference.
-CORRECTNESS = ("acc", "accuracy", "exact_match")
+#: Per-item 0/1 metrics that say whether an item was answered right: the registry's headline
+#: proportions (acc, accuracy, exact_match).
+CORRECTNESS = tuple(m for m in headline_metrics() if metric_spec(m).aggregation == "proportion")
 #: Examples shown per task and direction (fixed, broken, failed).
 EXAMPLES_PER_TASK = 4
 #: Longer prompts are shown by their end (where the item is; few-shot examples come first).

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from whetstone.evaluate.compare import NOT_COMPARED, Comparison
+from whetstone.metrics import headline_metrics as registry_headlines
 from whetstone.metrics import higher_is_better
-from whetstone.pipeline.metrics import COST_METRICS
+from whetstone.pipeline.metrics import COST_METRICS, split_metric
 from whetstone.pipeline.records import PipelineResult
 from whetstone.records import RunResult
 from whetstone.report.model import Cell, ComparisonRow, MetricTable, OverviewRow
@@ -94,9 +95,16 @@ def _num(x: float | None, signed: bool = False) -> str:
     return f"{x:+.4g}" if signed else f"{x:.4g}"
 
 
+def _task_headline(metrics: Sequence[str], task: str) -> str | None:
+    """A task's first headline metric (the registry's), else its first metric."""
+    own = [m for m in metrics if m.startswith(f"{task}/")]
+    headline = set(registry_headlines())
+    return next((m for m in own if split_metric(m)[1] in headline), own[0] if own else None)
+
+
 def headline_metrics(result: PipelineResult) -> list[str]:
-    """The metrics that summarize a pipeline: the rule's, the gate's (else each task's first)
-    and the costs."""
+    """The metrics that summarize a pipeline: the rule's, the gate's (else each task's headline
+    metric) and the costs."""
     names: list[str] = []
     if result.selection:
         names += [result.selection.rule.objective]
@@ -104,9 +112,8 @@ def headline_metrics(result: PipelineResult) -> list[str]:
     if result.gate:
         names += result.gate.spec.metrics
     if not names:
-        for task in result.baseline.tasks:
-            first = next((m for m in result.baseline.metrics if m.startswith(f"{task}/")), None)
-            names += [first] if first else []
+        found = (_task_headline(list(result.baseline.metrics), t) for t in result.baseline.tasks)
+        names += [m for m in found if m]
     names += [c for c in COST_METRICS if c in result.baseline.metrics]
     return list(dict.fromkeys(names))
 

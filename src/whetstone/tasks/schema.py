@@ -10,7 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from whetstone.metrics import canonical_name, default_metrics
+from whetstone.errors import ConfigError
+from whetstone.metrics import canonical_name, check_metric, default_metrics
 
 TaskKind = Literal["perplexity", "multiple_choice", "classification", "generation"]
 
@@ -145,19 +146,39 @@ class TaskConfig(_Strict):
         missing = [name for name in needed if getattr(self, name) is None]
         if missing:
             raise ValueError(f"a {self.kind} task needs the field(s): {', '.join(missing)}")
+        self._check_metrics()
         self._check_positive()
         return self
+
+    def _check_metrics(self) -> None:
+        """Each listed metric is one the registry knows and this kind of task reports."""
+        for name in self.metrics or []:
+            try:
+                canonical = check_metric(name, self.kind)
+            except ConfigError as err:
+                raise ValueError(f"field 'metrics': {err}") from err
+            if canonical.endswith("_binary") and self.positive is None:
+                raise ValueError(
+                    f"field 'metrics': {name!r} needs 'positive' (the gold value of the class)"
+                )
 
     def _check_positive(self) -> None:
         """``positive`` only on a two-label classification task, naming one of its labels."""
         if self.positive is None:
             return
-        if self.kind != "classification" or len(self.labels or {}) != 2:
-            raise ValueError("field 'positive' needs a classification task with two labels")
-        if self.positive not in (self.labels or {}):
-            known = ", ".join(self.labels or {})
+        if self.kind != "classification":
             raise ValueError(
-                f"field 'positive': {self.positive!r} is not a label (expected {known})"
+                f"field 'positive' is for classification tasks (this is a {self.kind} task)"
+            )
+        labels = self.labels or {}
+        if len(labels) != 2:
+            raise ValueError(
+                f"field 'positive' needs exactly two labels (this task has {len(labels)}): "
+                "precision, recall and F1 of one class are for binary tasks"
+            )
+        if self.positive not in labels:
+            raise ValueError(
+                f"field 'positive': {self.positive!r} is not a label (expected {', '.join(labels)})"
             )
 
     @property
