@@ -35,6 +35,7 @@ from whetstone.evaluate.statistics import (
     resample_counts,
     wilson_ci,
 )
+from whetstone.metrics import MetricSpec, apply_transform, ratio_metrics
 from whetstone.records import MetricValue
 
 __all__ = [
@@ -623,16 +624,6 @@ def count_bytes(text: str) -> int:
     return len(text.encode("utf-8"))
 
 
-def _exp_neg(r: np.ndarray) -> np.ndarray:
-    """exp(-r), elementwise."""
-    return np.exp(-r)
-
-
-def _bits(r: np.ndarray) -> np.ndarray:
-    """-r / ln 2, elementwise (nats per unit to bits per unit)."""
-    return -r / np.log(2)
-
-
 def perplexity_metrics(
     logprobs: list[float],
     n_tokens: list[int],
@@ -656,15 +647,15 @@ def perplexity_metrics(
     lp = np.asarray(logprobs, dtype=float)
     if not np.all(np.isfinite(lp)):
         raise ValueError("perplexity_metrics: log-probabilities must be finite")
-    specs = {
-        "perplexity": (n_tokens, _exp_neg),
-        "word_perplexity": (n_words, _exp_neg),
-        "byte_perplexity": (n_bytes, _exp_neg),
-        "bits_per_byte": (n_bytes, _bits),
-    }
+    columns = {"n_tokens": n_tokens, "n_words": n_words, "n_bytes": n_bytes}
     out: dict[str, MetricValue] = {}
-    for name, (units, transform) in specs.items():
-        den = np.asarray(units, dtype=float)
+    for spec in ratio_metrics():
+        name = spec.name
+        den = np.asarray(columns[str(spec.unit)], dtype=float)
+
+        def transform(r: np.ndarray, spec: MetricSpec = spec) -> np.ndarray:
+            return apply_transform(spec, r)
+
         if np.any(den < 0) or den.sum() <= 0:
             raise ValueError(f"perplexity_metrics: counts for {name} must be >= 0 with a sum > 0")
         with np.errstate(over="ignore"):

@@ -451,30 +451,16 @@ def paired_permutation_test(
 ) -> PermutationResult:
     """Two-sided sign-flip permutation test of mean(b - a) = 0 for paired items.
 
-    Exact (all 2**n sign patterns) when n <= 16; otherwise Monte Carlo with n_perm random sign
-    patterns and p = (1 + #{|T*| >= |T|}) / (n_perm + 1).
+    ``swap_permutation_test`` on (value, 1) statistics: exact (all 2**n sign patterns) when
+    n <= 16; otherwise Monte Carlo with n_perm random patterns and p = (1 + hits) / (n_perm + 1).
     """
     a_arr, b_arr = _paired_arrays(a, b)
-    d = b_arr - a_arr
-    n = d.size
-    observed = float(d.mean())
-    tol = 1e-12 * max(1.0, float(np.abs(d).max()))
-    if n <= _EXACT_PERMUTATION_MAX_N:
-        patterns = (np.arange(2**n)[:, None] >> np.arange(n)) & 1
-        means = ((1 - 2 * patterns) @ d) / n
-        p = float(np.mean(np.abs(means) >= abs(observed) - tol))
-        return PermutationResult(diff=observed, p_value=min(1.0, p))
     if n_perm < 1:
         raise ValueError(f"n_perm must be positive, got {n_perm}")
-    rng = np.random.default_rng(seed)
-    rows = max(1, _CHUNK_ELEMENTS // n)
-    hits, done = 0, 0
-    while done < n_perm:
-        take = min(rows, n_perm - done)
-        signs = rng.integers(0, 2, size=(take, n), dtype=np.int8) * 2 - 1
-        hits += int(np.sum(np.abs((signs @ d) / n) >= abs(observed) - tol))
-        done += take
-    return PermutationResult(diff=observed, p_value=min(1.0, (hits + 1) / (n_perm + 1)))
+    ones = np.ones_like(a_arr)
+    sa, sb = np.stack([a_arr, ones], axis=1), np.stack([b_arr, ones], axis=1)
+    p = swap_permutation_test(sa, sb, mean_score, n_perm=n_perm, seed=seed)
+    return PermutationResult(diff=float((b_arr - a_arr).mean()), p_value=p)
 
 
 def benjamini_hochberg(pvalues: Any) -> np.ndarray:
@@ -603,7 +589,7 @@ def paired_mean_test(
     ones = np.ones_like(a_arr)
     sa, sb = np.stack([a_arr, ones], axis=1), np.stack([b_arr, ones], axis=1)
     diff, low, high = paired_sums_interval(sa, sb, mean_score, n_boot=n_boot, seed=seed)
-    p = swap_permutation_test(sa, sb, mean_score, n_perm=n_perm, seed=seed)
+    p = paired_permutation_test(a_arr, b_arr, n_perm=n_perm, seed=seed).p_value
     return PairedResult(diff=diff, ci_low=low, ci_high=high, p_value=p)
 
 
