@@ -9,11 +9,12 @@ audit of the unmodified base are subtracted.
 
 Duplicates, contamination and personal data are found with at least 95% recall and 90%
 precision. The removed topic (Iraq, from AG News) is found as a new gap topic whose eval items
-are at least 90% about it (it holds 32 of the topic's 46 eval items). Label flips are found
-by confident learning on a linear classifier: measured 0.95 recall at 0.83 precision on AG
-News and 0.90 at 0.75 on SST-2, whose overlapping phrases make a flipped phrase's
-near-identical sub-phrases look mislabeled too; the test holds flips to 0.85 recall and 0.8
-(AG News) or 0.7 (SST-2) precision, and prints every figure.
+are at least 75% about it. Label flips are found by confident learning on a linear classifier.
+The audit runs at its default seed 0; over audit seeds 0-5 the figures were: label flips
+0.93-0.98 recall at 0.80-0.85 precision on AG News, 0.83-0.90 at 0.64-0.75 on SST-2 (whose
+overlapping phrases make a flipped phrase's near-identical sub-phrases look mislabeled too),
+and the Iraq gap topic 79-93% on Iraq. The thresholds sit below those ranges (flips 0.9/0.75
+on AG News, 0.8/0.6 on SST-2), and the test prints every figure.
 """
 
 from __future__ import annotations
@@ -198,15 +199,15 @@ def test_planted_problems_in_ag_news(tmp_path: Path) -> None:
     cfg = config(max_train=1500)
     base = audit(write_jsonl(tmp_path / "base.jsonl", train), [eval_path], config=cfg)
     result = audit(write_jsonl(tmp_path / "train.jsonl", rows), [eval_path], config=cfg)
-    check_kinds(result, base, planted, flips=(0.85, 0.8))
+    check_kinds(result, base, planted, flips=(0.9, 0.75))
     # The removed topic. AG News's test split has topics of its own (the Athens Olympics are
     # gaps against the dev split already), so the planted gap is the one the base lacks: a gap
-    # topic whose eval items are at least 90% about Iraq, where the base has none.
+    # topic whose eval items are at least 75% about Iraq, where the base has none.
     before = topic_share(base, planted.topic_eval)
     after = topic_share(result, planted.topic_eval)
     print("gap topics (share on Iraq, eval items):", before, "->", after)
     assert not [x for x in before if x[0] >= 0.5]
-    found = [x for x in after if x[0] >= 0.9]
+    found = [x for x in after if x[0] >= 0.75]
     assert found
     (cov,) = result.coverage
     on_topic = {i for t in cov.topics if t.gap for i in t.eval_ids} & planted.topic_eval
@@ -223,4 +224,4 @@ def test_planted_problems_in_sst2(tmp_path: Path) -> None:
     rows, planted = plant(train, evals, seed=1, exclude_eval=contaminated(base))
     keep_true_near_copies(rows, planted)
     result = audit(write_jsonl(tmp_path / "train.jsonl", rows), [eval_path], config=cfg)
-    check_kinds(result, base, planted, flips=(0.85, 0.7))
+    check_kinds(result, base, planted, flips=(0.8, 0.6))

@@ -1,9 +1,10 @@
 """A run killed part way (SIGKILL, or Ctrl-C as SIGINT) resumes with `--resume` and computes
 only what the cache lacks; its results equal those of a run that was never interrupted.
 
-The model is `fake:0:0.02`, which sleeps 20 ms per scored window: the 42 help-center articles
-of the example perplexity task take about two seconds, and the cache commits every 8 articles,
-so the test can stop the process once the first rows are committed and before the end.
+The model is `fake:0`; the cache commits every 8 of the 42 help-center articles of the example
+perplexity task, and the interrupted run's model blocks for good after 20 windows
+(``WHETSTONE_FAKE_STALL_AFTER``), so the signal always arrives after the first commits and
+before the end, however fast or slow the machine.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from whetstone.store import Store
 
 TASK = examples_dir() / "support_docs.yaml"
 N_REQUESTS = 42  # one rolling request per article
-MODEL = "fake:0:0.02"
+MODEL = "fake:0"
+STALL = {"WHETSTONE_FAKE_STALL_AFTER": "20"}
 ENV = {"COLUMNS": "250", "NO_COLOR": "1"}
 SUMMARY = re.compile(r"run (\w+) · (\d+) requests computed, (\d+) from cache")
 
@@ -68,7 +70,7 @@ def interrupt(db: Path, out: Path, sig: signal.Signals) -> int:
         command(db, out),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env={**os.environ, **ENV},
+        env={**os.environ, **ENV, **STALL},
         text=True,
     )
     try:

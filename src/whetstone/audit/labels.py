@@ -190,7 +190,7 @@ def oof_probabilities(
     folds = min(cfg.folds, int(np.bincount(y).min()))
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     # saga: an order of magnitude faster than lbfgs on sparse TF-IDF, same (convex) solution
-    clf = LogisticRegression(C=cfg.C, max_iter=1000, solver="saga", tol=1e-3)
+    clf = LogisticRegression(C=cfg.C, max_iter=1000, solver="saga", tol=1e-3, random_state=seed)
     model: Any
     data: Any
     if features is None:

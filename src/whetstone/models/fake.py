@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import os
 import time
 from collections.abc import Iterator, Sequence
 
@@ -26,6 +27,9 @@ class FakeModel(TokenizedBackend):
     """Byte-level bigram language model; `seed` picks the weights, `bias` favours some bytes.
 
     `delay` (seconds per scored window or generated text) simulates a slow model or server.
+    With ``WHETSTONE_FAKE_STALL_AFTER=N`` in the environment it blocks for good before the
+    window after the N-th, so a test can interrupt a run at a known point without racing a
+    clock.
     """
 
     def __init__(
@@ -43,6 +47,8 @@ class FakeModel(TokenizedBackend):
         self.logprobs_: np.ndarray = logits
         digest = hashlib.sha256(f"fake:{seed}:{bias}".encode()).hexdigest()[:16]
         self.identity = ModelIdentity(backend="fake", name=f"fake-{seed}", hash=digest)
+        self.stall_after = int(os.environ.get("WHETSTONE_FAKE_STALL_AFTER") or 0)
+        self.scored = 0
 
     @property
     def max_length(self) -> int:
@@ -69,6 +75,10 @@ class FakeModel(TokenizedBackend):
         """Sum of bigram log-probabilities over each window's targets."""
         out = []
         for w in windows:
+            if self.stall_after and self.scored >= self.stall_after:
+                while True:  # until the test stops the process
+                    time.sleep(0.05)
+            self.scored += 1
             if self.delay:
                 time.sleep(self.delay)
             toks = np.asarray(w.tokens)
