@@ -3,7 +3,7 @@ only what the cache lacks; its results equal those of a run that was never inter
 
 The model is `fake:0`; the cache commits every 8 of the 42 help-center articles of the example
 perplexity task, and the interrupted run's model blocks for good after 20 windows
-(``WHETSTONE_FAKE_STALL_AFTER``), so the signal always arrives after the first commits and
+(``WHETSTONE_FAKE_STALL``), so the signal always arrives after the first commits and
 before the end, however fast or slow the machine.
 """
 
@@ -30,7 +30,7 @@ from whetstone.store import Store
 TASK = examples_dir() / "support_docs.yaml"
 N_REQUESTS = 42  # one rolling request per article
 MODEL = "fake:0"
-STALL = {"WHETSTONE_FAKE_STALL_AFTER": "20"}
+STALL = {"WHETSTONE_FAKE_STALL": "0:20"}
 ENV = {"COLUMNS": "250", "NO_COLOR": "1"}
 SUMMARY = re.compile(r"run (\w+) · (\d+) requests computed, (\d+) from cache")
 

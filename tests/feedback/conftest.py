@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from whetstone.feedback.config import CampaignConfig, parse_config
+from whetstone.feedback.config import CampaignConfig, GenerationSettings, parse_config
+from whetstone.feedback.generation import LoadedModel, Reply
 from whetstone.store import Store
 
 PROMPTS = [
@@ -52,3 +54,14 @@ def config(
         }
     raw.update(extra)
     return parse_config(raw)
+
+
+def stream_reply(
+    loaded: LoadedModel, settings: GenerationSettings, messages: list[dict[str, str]]
+) -> list[str]:
+    """The pieces of a chat reply, read as the studio reads them (on an event loop)."""
+
+    async def collect() -> list[str]:
+        return [piece async for piece in Reply(loaded, settings, messages).pieces()]
+
+    return asyncio.run(collect())

@@ -39,12 +39,12 @@ from whetstone.feedback import (
 )
 from whetstone.feedback.assignment import get_task
 from whetstone.feedback.export import to_csv, to_jsonl
-from whetstone.feedback.generation import ModelPool, answer_progress, retry_failed, stream_reply
+from whetstone.feedback.generation import ModelPool, answer_progress, retry_failed
 from whetstone.feedback.ratings import RatingError
 from whetstone.models import GenerationRequest, load_model
 from whetstone.store import Store
 
-from .conftest import PROMPTS, config
+from .conftest import PROMPTS, config, stream_reply
 
 
 def _rate_all_round_robin(store: Store, campaign_id: str, names: list[str], rate) -> dict[str, int]:  # type: ignore[no-untyped-def]

@@ -11,9 +11,11 @@ from sqlalchemy import select
 
 from whetstone.feedback import chat, create_campaign, db, generate_answers, invite
 from whetstone.feedback.config import parse_config
-from whetstone.feedback.generation import ModelPool, stream_reply
+from whetstone.feedback.generation import ModelPool
 from whetstone.models import GenerationRequest
 from whetstone.store import Store
+
+from .conftest import stream_reply
 
 PROMPTS = ["The quick brown fox", "Sync your notes across"]
 

@@ -72,19 +72,18 @@ def test_a_killed_pipeline_resumes_without_redoing_finished_stages(tmp_path: Pat
         tmp_path,
         tasks=[task.name],
         limit=None,
-        candidates=[{"name": "slow", "model": "fake:1:0.02"}],
+        candidates=[{"name": "slow", "model": "fake:1"}],
         db=f"sqlite:///{db}",
     )
     cmd = [sys.executable, "-m", "whetstone.cli.main", "run", str(path)]
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **ENV}
-    )
+    # the candidate's model blocks after 10 windows: the kill comes while it runs, for certain
+    env = {**os.environ, **ENV, "WHETSTONE_FAKE_STALL": "1:10"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     store = Store(f"sqlite:///{db}")
     deadline = time.time() + 60
-    while time.time() < deadline:  # wait until the baseline is done and the candidate started
-        time.sleep(0.2)
-        if any(r.status == "running" and r.model.name == "fake-1" for r in store.list_runs()):
-            break
+    while not any(r.status == "running" and r.model.name == "fake-1" for r in store.list_runs()):
+        assert time.time() < deadline and proc.poll() is None, "the candidate never started"
+        time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     stages = [a.key.split("/")[1] for a in store.list_artifacts(STAGE_KIND)]

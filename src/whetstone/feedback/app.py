@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -51,18 +51,20 @@ from whetstone.feedback.campaigns import set_status as set_campaign_status
 from whetstone.feedback.config import QUESTION_TYPES, CampaignConfig, PromptSource, parse_config
 from whetstone.feedback.export import render as render_export
 from whetstone.feedback.generation import (
+    LoadedModel,
+    ModelBusy,
     ModelPool,
     ModelProgress,
+    Reply,
     answer_progress,
     retry_failed,
-    stream_reply,
 )
 from whetstone.feedback.html import environment, render_html_section
 from whetstone.feedback.judgments import judgments
 from whetstone.feedback.participants import Participant, invite, participant_for_token
 from whetstone.feedback.prompts import parse_jsonl_lines
 from whetstone.feedback.ratings import AnswerRating, RatingError, Submission, submit
-from whetstone.feedback.security import BodyLimit, RateLimiter, SecurityHeaders
+from whetstone.feedback.security import BodyLimit, InFlight, RateLimiter, SecurityHeaders
 from whetstone.feedback.summary import CampaignSummary, campaign_summary
 from whetstone.feedback.worker import GenerationWorker
 from whetstone.store import Store
@@ -261,6 +263,7 @@ class Studio:
             settings.logins_per_minute, max(1, int(settings.logins_per_minute))
         )
         self.worker = GenerationWorker(store, pool) if settings.generate else None
+        self.replies = InFlight()
 
     # -- owners --
 
@@ -622,13 +625,20 @@ def _participant_routes(app: FastAPI, studio: Studio) -> None:
             conversation_id, message = str(body["conversation"]), str(body["message"])
         except (ValueError, KeyError, TypeError) as err:
             raise PageError(400, "expected JSON with 'conversation' and 'message'") from err
+        # one reply at a time per conversation: the turn checks and the stored turn agree
+        if not studio.replies.claim(conversation_id):
+            raise PageError(409, "the last reply in this conversation is still being written")
         try:
             pending = await run_in_threadpool(
                 chat.begin_turn, store, campaign, participant, conversation_id, message
             )
             loaded = await run_in_threadpool(studio.pool.get, campaign.config.model(pending.model))
         except WhetstoneError as err:
+            studio.replies.release(conversation_id)
             raise PageError(409, str(err)) from err
+        except BaseException:
+            studio.replies.release(conversation_id)
+            raise
         return StreamingResponse(
             _chat_events(studio, campaign, participant, pending, loaded),
             media_type="text/event-stream",
@@ -641,20 +651,27 @@ def _event(name: str, data: dict[str, Any]) -> str:
     return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-def _chat_events(
+async def _chat_events(
     studio: Studio,
     campaign: Campaign,
     participant: Participant,
     pending: chat.PendingTurn,
-    loaded: Any,
-) -> Iterator[str]:
-    """The reply as it is generated, then the stored turn's assignment (or an error)."""
+    loaded: LoadedModel,
+) -> AsyncIterator[str]:
+    """The reply as it is generated, then the stored turn's assignment (or an error).
+
+    When the client leaves, the server closes this generator at its next await: the reply is
+    cancelled there and the model freed, and the conversation takes a new message again.
+    """
     pieces: list[str] = []
+    reply: Reply | None = None
     try:
-        for piece in stream_reply(loaded, campaign.config.generation, pending.messages):
+        reply = Reply(loaded, campaign.config.generation, pending.messages)
+        async for piece in reply.pieces():
             pieces.append(piece)
             yield _event("token", {"text": piece})
-        assignment_id = chat.finish_turn(
+        assignment_id = await run_in_threadpool(
+            chat.finish_turn,
             studio.store,
             campaign,
             participant,
@@ -663,6 +680,13 @@ def _chat_events(
             loaded.model.identity.key,
         )
     except Exception as err:  # the stream is under way: report in band
-        yield _event("error", {"message": f"the model failed: {type(err).__name__}"})
+        busy = isinstance(err, ModelBusy)
+        yield _event(
+            "error", {"message": str(err) if busy else f"the model failed: {type(err).__name__}"}
+        )
         return
+    finally:
+        if reply is not None:
+            reply.cancel()
+        studio.replies.release(pending.conversation_id)
     yield _event("done", {"assignment_id": assignment_id})

@@ -67,6 +67,8 @@ def _least_used_model(conn: Connection, campaign: Campaign) -> str:
 def start_conversation(store: Store, campaign: Campaign, participant: Participant) -> str:
     """A new conversation of the participant with a model; returns its id."""
     _check(campaign, participant)
+    if campaign.status != "open":
+        raise WhetstoneError("this campaign is closed")
     conversation_id = secrets.token_hex(8)
     with db.write(store, lock=f"chat:{campaign.id}") as conn:
         conn.execute(

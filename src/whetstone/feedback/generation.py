@@ -9,9 +9,11 @@ dashboard shows; ``retry_failed`` puts them back in the queue.
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import and_, bindparam, func, select, update
@@ -28,14 +30,22 @@ CHUNK = 8
 """Answers generated between two commits."""
 TRANSCRIPT_STOP = "\nuser:"
 """Where a reply ends for a model without a chat template (its next line would be the user's)."""
+REPLY_WAIT_S = 60.0
+"""How long a chat reply waits for its model while another call uses it."""
+MAX_WAITING = 16
+"""Chat replies that may wait for one model at a time; more are refused as busy."""
 
 
 @dataclass
 class LoadedModel:
-    """A loaded model and the lock that lets one call use it at a time."""
+    """A loaded model, the lock that lets one call use it at a time, and the bounded queue of
+    chat replies waiting for it."""
 
     model: LanguageModel
     lock: threading.Lock = field(default_factory=threading.Lock)
+    waiting: threading.BoundedSemaphore = field(
+        default_factory=lambda: threading.BoundedSemaphore(MAX_WAITING)
+    )
 
 
 class ModelPool:
@@ -267,24 +277,103 @@ def campaigns_with_pending(store: Store) -> list[str]:
         return [str(r) for r in rows]
 
 
-def stream_reply(
-    loaded: LoadedModel, settings: GenerationSettings, messages: list[dict[str, str]]
-) -> Iterator[str]:
-    """The model's reply to a chat, piece by piece (the model is locked while it streams)."""
+class ModelBusy(WhetstoneError):
+    """The model has more replies waiting for it than it may queue."""
+
+
+class Reply:
+    """A chat reply generated on a thread of its own and read piece by piece on the event loop.
+
+    The thread holds the model's lock only while it generates. ``cancel()`` (the client left)
+    stops it at the next piece, closes the model's stream (an HTTP stream for ``openai:``)
+    and frees the model. Pieces reach the loop through an asyncio queue, so a reader that
+    waits holds no worker thread.
+    """
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        settings: GenerationSettings,
+        messages: list[dict[str, str]],
+        wait_s: float = REPLY_WAIT_S,
+    ) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self._cancelled = threading.Event()
+        if not loaded.waiting.acquire(blocking=False):
+            raise ModelBusy("the model is busy; try again in a moment")
+        thread = threading.Thread(
+            target=self._run, args=(loaded, settings, messages, wait_s), daemon=True
+        )
+        thread.start()
+
+    def cancel(self) -> None:
+        """Stop generating at the next piece (a no-op once the reply is complete)."""
+        self._cancelled.set()
+
+    async def pieces(self) -> AsyncIterator[str]:
+        """The reply's pieces as they come; the model's error is raised here."""
+        while True:
+            kind, value = await self._queue.get()
+            if kind == "error":
+                raise value
+            if kind == "end":
+                return
+            yield value
+
+    def _put(self, kind: str, value: Any) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, (kind, value))
+        except RuntimeError:  # the loop is closed: the server stopped, nobody reads
+            self._cancelled.set()
+
+    def _run(
+        self,
+        loaded: LoadedModel,
+        settings: GenerationSettings,
+        messages: list[dict[str, str]],
+        wait_s: float,
+    ) -> None:
+        try:
+            acquired = loaded.lock.acquire(timeout=wait_s)
+        finally:
+            loaded.waiting.release()
+        if not acquired:
+            self._put("error", ModelBusy("the model is busy; try again in a moment"))
+            return
+        try:
+            pieces = _reply_pieces(loaded.model, settings, messages)
+            try:
+                for piece in pieces:
+                    if self._cancelled.is_set():
+                        break
+                    self._put("piece", piece)
+            finally:
+                pieces.close()
+        except Exception as err:  # reported to the reader, in band
+            self._put("error", err)
+        else:
+            self._put("end", None)
+        finally:
+            loaded.lock.release()
+
+
+def _reply_pieces(
+    model: LanguageModel, settings: GenerationSettings, messages: list[dict[str, str]]
+) -> Generator[str, None, None]:
+    """The model's reply to a chat, piece by piece."""
     from whetstone.models.openai_http import OpenAIModel
 
-    model = loaded.model
-    with loaded.lock:
-        if isinstance(model, OpenAIModel):
-            yield from model.stream_chat(messages, _request(settings, ""))
-            return
-        prompt = model.chat_prompt(messages)
-        stop = () if model.has_chat_template else (TRANSCRIPT_STOP,)
-        request = _request(settings, prompt, stop)
-        if isinstance(model, TokenModel):
-            yield from model.stream(request)
-        else:
-            yield model.generate([request])[0]
+    if isinstance(model, OpenAIModel):
+        yield from model.stream_chat(messages, _request(settings, ""))
+        return
+    prompt = model.chat_prompt(messages)
+    stop = () if model.has_chat_template else (TRANSCRIPT_STOP,)
+    request = _request(settings, prompt, stop)
+    if isinstance(model, TokenModel):
+        yield from model.stream(request)
+    else:
+        yield model.generate([request])[0]
 
 
 def check_model_spec(entry: ModelEntry) -> None:

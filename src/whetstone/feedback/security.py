@@ -1,4 +1,5 @@
-"""Protections of the web app: request-size limits, security headers, rate limiting."""
+"""Protections of the web app: request-size limits, security headers, rate limiting, and
+one reply at a time per conversation."""
 
 from __future__ import annotations
 
@@ -139,3 +140,27 @@ class RateLimiter:
             if len(self._buckets) > 100_000:  # forget idle keys; their buckets were full anyway
                 self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < 600}
             return True
+
+
+class InFlight:
+    """Keys with work under way (a conversation whose reply is streaming): claimed by one
+    request at a time, and freed by it or, should a request vanish, after ``ttl_s``."""
+
+    def __init__(self, ttl_s: float = 600.0) -> None:
+        self.ttl_s = ttl_s
+        self._since: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def claim(self, key: str) -> bool:
+        """True when ``key`` was free and is now held by the caller."""
+        now = time.monotonic()
+        with self._lock:
+            if now - self._since.get(key, -self.ttl_s) < self.ttl_s:
+                return False
+            self._since[key] = now
+            return True
+
+    def release(self, key: str) -> None:
+        """Free ``key``."""
+        with self._lock:
+            self._since.pop(key, None)

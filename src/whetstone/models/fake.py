@@ -27,9 +27,9 @@ class FakeModel(TokenizedBackend):
     """Byte-level bigram language model; `seed` picks the weights, `bias` favours some bytes.
 
     `delay` (seconds per scored window or generated text) simulates a slow model or server.
-    With ``WHETSTONE_FAKE_STALL_AFTER=N`` in the environment it blocks for good before the
-    window after the N-th, so a test can interrupt a run at a known point without racing a
-    clock.
+    With ``WHETSTONE_FAKE_STALL=SEED:N`` in the environment the model of that seed blocks for
+    good after scoring N windows, so a test can interrupt a run at a known point without
+    racing a clock.
     """
 
     def __init__(
@@ -47,7 +47,8 @@ class FakeModel(TokenizedBackend):
         self.logprobs_: np.ndarray = logits
         digest = hashlib.sha256(f"fake:{seed}:{bias}".encode()).hexdigest()[:16]
         self.identity = ModelIdentity(backend="fake", name=f"fake-{seed}", hash=digest)
-        self.stall_after = int(os.environ.get("WHETSTONE_FAKE_STALL_AFTER") or 0)
+        stall_seed, _, stall_after = os.environ.get("WHETSTONE_FAKE_STALL", "").partition(":")
+        self.stall_after = int(stall_after) if stall_seed == str(seed) else None
         self.scored = 0
 
     @property
@@ -75,7 +76,7 @@ class FakeModel(TokenizedBackend):
         """Sum of bigram log-probabilities over each window's targets."""
         out = []
         for w in windows:
-            if self.stall_after and self.scored >= self.stall_after:
+            if self.stall_after is not None and self.scored >= self.stall_after:
                 while True:  # until the test stops the process
                     time.sleep(0.05)
             self.scored += 1
@@ -101,6 +102,8 @@ class FakeModel(TokenizedBackend):
 
     def stream(self, request: GenerationRequest) -> Iterator[str]:
         """Generate byte by byte: greedy at temperature 0, else seeded sampling."""
+        if self.delay:
+            time.sleep(self.delay)
         rng = np.random.default_rng(request.seed)
         prev = self.encode(request.prompt)[-1]
         out = StopFilter(request.stop)
