@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from whetstone.cli.common import RichReporter, console, fmt, user_errors
-from whetstone.optimize.distill_report import MetricRow, ModelReport
+
+if TYPE_CHECKING:
+    from whetstone.optimize.distill_report import MetricRow, ModelReport
 
 
 def models_table(models: list[ModelReport]) -> Table:

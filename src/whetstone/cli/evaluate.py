@@ -9,10 +9,6 @@ import typer
 from rich.table import Table
 
 from whetstone.cli.common import RichReporter, console, fmt, results_table, user_errors
-from whetstone.evaluate.compare import compare_samples
-from whetstone.evaluate.engine import evaluate
-from whetstone.scale.executor import make_executor
-from whetstone.store import Store
 
 DbOption = Annotated[
     str | None, typer.Option("--db", help="Database URL (default $WHETSTONE_DB or ./whetstone.db).")
@@ -67,6 +63,9 @@ def evaluate_command(
     ] = None,
 ) -> None:
     """Evaluate a model on task files and print metrics with 95% intervals."""
+    from whetstone.evaluate.engine import evaluate
+    from whetstone.scale.executor import make_executor
+
     runner = make_executor(
         executor,
         address=address,
@@ -112,6 +111,9 @@ def compare_command(
     seed: int = 0,
 ) -> None:
     """Pair the items of two runs and test each metric's difference (B - A)."""
+    from whetstone.evaluate.compare import compare_samples
+    from whetstone.store import Store
+
     store = Store(db)
     a, b = store.resolve_run_id(run_a) or run_a, store.resolve_run_id(run_b) or run_b
     cmp = compare_samples(store.get_samples(a), store.get_samples(b), run_a=a, run_b=b, seed=seed)
@@ -138,6 +140,8 @@ def compare_command(
 @user_errors
 def runs_command(db: DbOption = None, limit: int = 50) -> None:
     """List stored runs, newest first."""
+    from whetstone.store import Store
+
     table = Table()
     for col in ("run", "status", "model", "dtype", "tasks", "created"):
         table.add_column(col)
@@ -159,6 +163,8 @@ def show_command(
     run: Annotated[str, typer.Argument(help="Run id or prefix.")], db: DbOption = None
 ) -> None:
     """Print one stored run's results."""
+    from whetstone.store import Store
+
     row = Store(db).get_run(run)
     assert row is not None
     if row.result is None:

@@ -7,7 +7,7 @@ import json
 import secrets
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -15,7 +15,9 @@ from rich.table import Table
 
 from whetstone.cli.common import console, err_console, fmt, user_errors
 from whetstone.errors import WhetstoneError
-from whetstone.store import Store
+
+if TYPE_CHECKING:
+    from whetstone.store import Store
 
 feedback_app = typer.Typer(
     name="feedback",
@@ -77,6 +79,7 @@ def serve_command(
 
     from whetstone.feedback import auth
     from whetstone.feedback.app import AppSettings, create_app
+    from whetstone.store import Store
 
     store = Store(db)
     if not auth.has_owner(store):
@@ -108,6 +111,7 @@ def owner_command(
 ) -> None:
     """Create an owner (who signs in to create campaigns) or change their password."""
     from whetstone.feedback import auth
+    from whetstone.store import Store
 
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
@@ -131,6 +135,7 @@ def create_command(
     """Create a campaign from a YAML file; prints its id."""
     from whetstone.feedback.campaigns import count_rows, create_campaign
     from whetstone.feedback.config import load_config
+    from whetstone.store import Store
 
     cfg = load_config(config)
     store = Store(db)
@@ -156,6 +161,7 @@ def generate_command(
     from whetstone.feedback.campaigns import get_campaign
     from whetstone.feedback.generation import answer_progress
     from whetstone.feedback.generation import retry_failed as retry
+    from whetstone.store import Store
 
     store = Store(db)
     found = get_campaign(store, campaign)
@@ -181,6 +187,7 @@ def invite_command(
     """Create personal invitation links (each is shown only now)."""
     from whetstone.feedback.campaigns import get_campaign
     from whetstone.feedback.participants import invite
+    from whetstone.store import Store
 
     store = Store(db)
     found = get_campaign(store, campaign)
@@ -194,6 +201,7 @@ def invite_command(
 def list_command(db: DbOption = None) -> None:
     """Campaigns in the database, newest first."""
     from whetstone.feedback.campaigns import count_rows, list_campaigns
+    from whetstone.store import Store
 
     store = Store(db)
     table = Table(title="feedback campaigns", title_justify="left")
@@ -223,6 +231,7 @@ def status_command(
 ) -> None:
     """Open or close a campaign (a closed one accepts no more ratings)."""
     from whetstone.feedback.campaigns import get_campaign, set_status
+    from whetstone.store import Store
 
     if status not in ("open", "closed"):
         raise WhetstoneError(f"status must be open or closed, got {status!r}")
@@ -247,6 +256,7 @@ def summary_command(
     from whetstone.feedback.export import write_atomic
     from whetstone.feedback.html import render_html_section
     from whetstone.feedback.summary import campaign_summary
+    from whetstone.store import Store
 
     summary = campaign_summary(Store(db), campaign, n_boot=n_boot)
     _print_summary(summary)
@@ -341,6 +351,7 @@ def export_command(
     """Export the campaign's judgments (the records diagnosis reads) as JSONL or CSV."""
     from whetstone.feedback.export import export_judgments, render
     from whetstone.feedback.judgments import judgments
+    from whetstone.store import Store
 
     if format not in (None, "jsonl", "csv"):
         raise WhetstoneError(f"--format must be jsonl or csv, got {format!r}")

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from whetstone.cli.common import RichReporter, console, err_console, fmt, user_errors
-from whetstone.evaluate.compare import Comparison
+
+if TYPE_CHECKING:
+    from whetstone.evaluate.compare import Comparison
 
 DbOption = Annotated[
     str | None, typer.Option("--db", help="Database URL (default $WHETSTONE_DB or ./whetstone.db).")

@@ -17,9 +17,6 @@ import typer
 
 from whetstone.cli.common import console, user_errors
 from whetstone.cli.run import PipelineProgress, print_summary
-from whetstone.data import examples_dir
-from whetstone.pipeline import load_pipeline, run_pipeline
-from whetstone.store import Store
 
 #: Setting this environment variable to 1 makes `whetstone quickstart` run as with --fast.
 FAST_ENV = "WHETSTONE_QUICKSTART_FAST"
@@ -27,6 +24,8 @@ FAST_ENV = "WHETSTONE_QUICKSTART_FAST"
 
 def quickstart_pipeline(fast: bool) -> Path:
     """The example pipeline file the quickstart runs."""
+    from whetstone.data import examples_dir
+
     return examples_dir() / ("quickstart_fast.yaml" if fast else "quickstart.yaml")
 
 
@@ -43,6 +42,9 @@ def quickstart_command(
     ] = False,
 ) -> None:
     """Run the whole loop on the embedded models and the example data, then write the report."""
+    from whetstone.pipeline import load_pipeline, run_pipeline
+    from whetstone.store import Store
+
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     fast = fast or os.environ.get(FAST_ENV) == "1"
     t0 = time.perf_counter()

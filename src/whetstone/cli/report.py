@@ -8,9 +8,6 @@ from typing import Annotated
 import typer
 
 from whetstone.cli.common import console, user_errors
-from whetstone.pipeline import load_pipeline
-from whetstone.report import write_report
-from whetstone.store import Store
 
 
 @user_errors
@@ -31,6 +28,10 @@ def report_command(
     ] = None,
 ) -> None:
     """Write the report of an evaluation run or of a pipeline's last run."""
+    from whetstone.pipeline import load_pipeline
+    from whetstone.report import write_report
+    from whetstone.store import Store
+
     if db is None and target.endswith((".yaml", ".yml")) and Path(target).is_file():
         db = load_pipeline(target).db  # the pipeline file's own store, if it names one
     store = Store(db)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -12,9 +12,10 @@ from rich.table import Table
 
 from whetstone.cli.common import RichReporter, console, err_console, user_errors
 from whetstone.errors import ConfigError
-from whetstone.pipeline import PipelineResult, load_pipeline, run_pipeline
-from whetstone.pipeline.stages import StageRecord
-from whetstone.store import Store
+
+if TYPE_CHECKING:
+    from whetstone.pipeline import PipelineResult
+    from whetstone.pipeline.stages import StageRecord
 
 #: Exit status when the gate fails or a stage failed (input errors exit with 2).
 EXIT_GATE = 1
@@ -155,6 +156,9 @@ def run_command(
     ] = None,
 ) -> None:
     """Run a pipeline: evaluate, diagnose, optimize, evaluate every candidate, compare, select."""
+    from whetstone.pipeline import load_pipeline, run_pipeline
+    from whetstone.store import Store
+
     config = load_pipeline(pipeline)
     if gate and config.gate is None:
         raise ConfigError(f"{pipeline}: --gate needs a 'gate:' section naming the guarded metrics")

@@ -8,7 +8,6 @@ import typer
 
 from whetstone.cli.common import user_errors
 from whetstone.errors import ModelError
-from whetstone.models import TokenModel, load_model
 
 
 @user_errors
@@ -23,6 +22,7 @@ def serve_command(
     dtype: str = "auto",
 ) -> None:
     """Serve /v1/completions (logprobs, echo), /v1/chat/completions and /v1/models."""
+    from whetstone.models import TokenModel, load_model
     from whetstone.serve.app import serve
 
     lm = load_model(model, device=device, dtype=dtype)
