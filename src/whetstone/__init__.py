@@ -36,7 +36,23 @@ _HOMES = {
     "load_tasks": "whetstone.tasks",
 }
 
-__all__ = sorted(_HOMES)
+__all__ = [
+    "Comparison",
+    "Evaluation",
+    "LanguageModel",
+    "MetricValue",
+    "ModelIdentity",
+    "RunResult",
+    "SampleRecord",
+    "Store",
+    "TaskConfig",
+    "TaskResult",
+    "WhetstoneError",
+    "compare_samples",
+    "evaluate",
+    "load_model",
+    "load_tasks",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -12,6 +12,7 @@ it. It is a PyTorch module, not a folder `from_pretrained` reads.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from whetstone.errors import ModelError, missing_extra
+from whetstone.models.backends import QUANTIZED_META, ModelOptions
+from whetstone.models.base import LanguageModel
 from whetstone.optimize.distill_config import QuantizeConfig
 from whetstone.optimize.distill_eval import (
     StageReporter,
@@ -44,7 +47,7 @@ from whetstone.optimize.distill_report import (
 )
 
 WEIGHTS_FILE = "model_int8.pt"
-META_FILE = "quantization.json"
+META_FILE = QUANTIZED_META
 ARTIFACT_KIND = "quantize"
 
 
@@ -126,6 +129,28 @@ def load_quantized(folder: str | Path, task: str = "auto") -> tuple[Any, Any]:
     state = torch.load(folder / WEIGHTS_FILE, weights_only=True)
     quantized.load_state_dict(state)
     return quantized, AutoTokenizer.from_pretrained(folder)
+
+
+def load_backend(spec: str, options: ModelOptions) -> LanguageModel:
+    """The ``int8`` backend: a folder written by `save_quantized`, wrapped in the backend the
+    quantization step evaluates it with (identified by a digest of the folder's files)."""
+    from whetstone.optimize.distill_student import detect_task
+
+    folder = Path(spec).expanduser()
+    task = detect_task(folder)
+    model, tokenizer = load_quantized(folder, task)
+    lm: LanguageModel = backend(model, tokenizer, task, f"{folder.name} (int8)", _digest(folder))
+    return lm
+
+
+def _digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(p for p in folder.iterdir() if p.is_file()):
+        h.update(f.name.encode() + b"\0")
+        with f.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:16]
 
 
 def _probe(config: QuantizeConfig, tokenizer: Any) -> list[int] | None:

@@ -9,7 +9,7 @@ from typing import Any
 from whetstone.errors import WhetstoneError
 from whetstone.evaluate.compare import Comparison, compare_samples
 from whetstone.evaluate.engine import PreparedTask, evaluate
-from whetstone.models import LanguageModel
+from whetstone.models import LanguageModel, load_model
 from whetstone.pipeline.context import ModelToEvaluate, PipelineContext, fingerprint
 from whetstone.pipeline.measure import (
     Costs,
@@ -19,7 +19,6 @@ from whetstone.pipeline.measure import (
     size_on_disk_mb,
 )
 from whetstone.pipeline.metrics import split_metric
-from whetstone.pipeline.models import load_candidate
 from whetstone.pipeline.selection import CandidateResult
 from whetstone.records import RunResult
 from whetstone.store import Store
@@ -50,7 +49,7 @@ def _costs(ctx: PipelineContext, m: ModelToEvaluate, lm: LanguageModel, tasks: l
 
 def _evaluate_work(ctx: PipelineContext, m: ModelToEvaluate, tasks: list[str]) -> dict[str, Any]:
     options = m.options.model_dump()
-    lm = load_candidate(m.spec, **options)
+    lm = load_model(m.spec, **options)
     try:
         ev = evaluate(
             lm,

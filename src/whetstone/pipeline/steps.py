@@ -423,5 +423,5 @@ def _made(method: str, result: Any) -> dict[str, Any]:
         return {"key": result.study_name, "model": result.best_model}
     if method == "distill":
         return {"key": result.key, "model": result.student_dir}
-    # quantize: the int8 folder (read back by whetstone.pipeline.models.load_candidate)
+    # quantize: the int8 folder (read back by the int8 model backend)
     return {"key": result.key, "model": str(Path(result.output_dir) / "model")}
