@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from whetstone.diagnose.detectors import DETECTOR_NAMES, TaskOutputs, detect, numbers, run_detectors
+from whetstone.diagnose.detectors import DETECTORS, TaskOutputs, detect, numbers, run_detectors
 from whetstone.diagnose.schema import Observation
 
 
@@ -120,7 +120,7 @@ def test_run_detectors_sets_names_and_derives_task_limits() -> None:
     verdicts = run_detectors(group)
     assert "truncated" in group[-1].detectors
     assert "truncated" not in group[0].detectors
-    assert all(set(v) <= set(DETECTOR_NAMES) for v in verdicts)
+    assert all(set(v) <= set(DETECTORS.names()) for v in verdicts)
     assert group[0].detectors == ["repetition"]  # 'word word word word' loops
 
 

@@ -152,7 +152,8 @@ def detector_results(
 ) -> list[DetectorResult]:
     """How often each detector fired among the failures and among the checked successes."""
     results = []
-    for name, description in DETECTORS.items():
+    for name in DETECTORS.names():
+        description = DETECTORS.metadata(name)["description"]
         fired_failures: list[Observation] = []
         applicable = fired_ok = checked_ok = 0
         for o, v in zip(observations, verdicts, strict=True):

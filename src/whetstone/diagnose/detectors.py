@@ -16,23 +16,30 @@ from dataclasses import dataclass
 
 from whetstone.diagnose.schema import Observation
 from whetstone.errors import missing_extra
+from whetstone.registry import Registry
 
-__all__ = ["DETECTORS", "DETECTOR_NAMES", "TaskOutputs", "detect", "numbers", "run_detectors"]
+__all__ = [
+    "DETECTORS",
+    "Check",
+    "TaskOutputs",
+    "detect",
+    "detector",
+    "numbers",
+    "run_detectors",
+]
 
-#: Every built-in detector, by name, with what it looks for.
-DETECTORS: dict[str, str] = {
-    "empty": "the answer is empty or whitespace only",
-    "truncated": "the answer stops mid-sentence at the task's longest answer length (token limit)",
-    "refusal": "the model declines or deflects instead of answering",
-    "wrong_language": "the answer is in another language than the reference or the question",
-    "repetition": "the answer repeats itself or degenerates (loops, few distinct words)",
-    "format_failure": "the answer cannot be read as what the task expects (label, number, JSON)",
-    "numeric_mismatch": "the numbers in the answer differ from those in the reference",
-    "length_mismatch": "the answer is far shorter or longer than the reference",
-    "label_confusion": "a classification answer names another valid label",
-}
+Check = Callable[[Observation, "TaskOutputs"], "bool | None"]
+"""A detector: its verdict on one answer, None where it does not apply."""
 
-DETECTOR_NAMES: tuple[str, ...] = tuple(DETECTORS)
+DETECTORS: Registry[Check] = Registry("detectors")
+"""Every detector by name, with its ``description`` (entry-point group ``whetstone.detectors``:
+an outside package's detector is a function of the same shape)."""
+
+
+def detector(name: str, description: str) -> Callable[[Check], Check]:
+    """Register the decorated check as the detector ``name``."""
+    return DETECTORS.decorator(name, description=description)
+
 
 UNPARSED = "<unparsed>"
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -182,10 +189,14 @@ class TaskOutputs:
         )
 
 
+@detector("empty", "the answer is empty or whitespace only")
 def _empty(o: Observation, t: TaskOutputs) -> bool | None:
     return o.output.strip() == "" if o.generated else None
 
 
+@detector(
+    "truncated", "the answer stops mid-sentence at the task's longest answer length (token limit)"
+)
 def _truncated(o: Observation, t: TaskOutputs) -> bool | None:
     if not o.generated or t.generated < 5 or t.max_words < 8 or not o.output.strip():
         return None
@@ -193,6 +204,7 @@ def _truncated(o: Observation, t: TaskOutputs) -> bool | None:
     return text[-1] not in _ENDINGS and len(words(text)) >= 0.8 * t.max_words
 
 
+@detector("refusal", "the model declines or deflects instead of answering")
 def _refusal(o: Observation, t: TaskOutputs) -> bool | None:
     return bool(_REFUSAL.search(o.output)) if o.generated and o.output.strip() else None
 
@@ -224,6 +236,7 @@ def _looks_english(text: str) -> bool:
     return hits >= 3 and hits >= 0.25 * len(tokens)
 
 
+@detector("wrong_language", "the answer is in another language than the reference or the question")
 def _wrong_language(o: Observation, t: TaskOutputs) -> bool | None:
     if not o.generated or not _long_enough(o.output):
         return None
@@ -238,6 +251,7 @@ def _wrong_language(o: Observation, t: TaskOutputs) -> bool | None:
     return got[0] != expected[0]
 
 
+@detector("repetition", "the answer repeats itself or degenerates (loops, few distinct words)")
 def _repetition(o: Observation, t: TaskOutputs) -> bool | None:
     if not o.generated or not o.output.strip():
         return None
@@ -263,6 +277,9 @@ def _parses_as_json(text: str) -> bool:
     return True
 
 
+@detector(
+    "format_failure", "the answer cannot be read as what the task expects (label, number, JSON)"
+)
 def _format_failure(o: Observation, t: TaskOutputs) -> bool | None:
     if o.kind == "classification":
         return o.predicted_label == UNPARSED
@@ -279,6 +296,7 @@ def _format_failure(o: Observation, t: TaskOutputs) -> bool | None:
     return None
 
 
+@detector("numeric_mismatch", "the numbers in the answer differ from those in the reference")
 def _numeric_mismatch(o: Observation, t: TaskOutputs) -> bool | None:
     wanted = [numbers(r) for r in o.references if numbers(r)]
     got = numbers(o.output) if o.generated else set()
@@ -287,6 +305,7 @@ def _numeric_mismatch(o: Observation, t: TaskOutputs) -> bool | None:
     return not any(w <= got for w in wanted)
 
 
+@detector("length_mismatch", "the answer is far shorter or longer than the reference")
 def _length_mismatch(o: Observation, t: TaskOutputs) -> bool | None:
     if not o.generated or not o.references or not o.output.strip():
         return None
@@ -298,29 +317,17 @@ def _length_mismatch(o: Observation, t: TaskOutputs) -> bool | None:
     return (n > 3 * ref and n - ref >= 10) or (n < ref / 3 and ref - n >= 5)
 
 
+@detector("label_confusion", "a classification answer names another valid label")
 def _label_confusion(o: Observation, t: TaskOutputs) -> bool | None:
     if o.kind != "classification" or o.gold_label is None:
         return None
     return o.predicted_label not in (None, UNPARSED, o.gold_label)
 
 
-_CHECKS: dict[str, Callable[[Observation, TaskOutputs], bool | None]] = {
-    "empty": _empty,
-    "truncated": _truncated,
-    "refusal": _refusal,
-    "wrong_language": _wrong_language,
-    "repetition": _repetition,
-    "format_failure": _format_failure,
-    "numeric_mismatch": _numeric_mismatch,
-    "length_mismatch": _length_mismatch,
-    "label_confusion": _label_confusion,
-}
-
-
 def detect(o: Observation, task: TaskOutputs) -> dict[str, bool]:
     """The applicable detectors' verdicts on one observation."""
     verdicts = {}
-    for name, check in _CHECKS.items():
+    for name, check in DETECTORS.items():
         verdict = check(o, task)
         if verdict is not None:
             verdicts[name] = bool(verdict)

@@ -30,7 +30,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from whetstone.diagnose.detectors import DETECTOR_NAMES
+from whetstone.diagnose.detectors import DETECTORS
 from whetstone.diagnose.schema import Observation
 from whetstone.errors import ConfigError
 
@@ -110,9 +110,9 @@ class Rule(_Strict):
     @classmethod
     def _known_detectors(cls, value: list[str] | None) -> list[str] | None:
         for name in value or []:
-            if name not in DETECTOR_NAMES:
+            if name not in DETECTORS:
                 raise ValueError(
-                    f"unknown detector {name!r} (expected one of: {', '.join(DETECTOR_NAMES)})"
+                    f"unknown detector {name!r} (expected one of: {', '.join(DETECTORS.names())})"
                 )
         return value
 

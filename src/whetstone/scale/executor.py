@@ -8,14 +8,14 @@ the output files are the same for every executor, so results do not depend on wh
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any
 
 from whetstone.errors import ConfigError
 from whetstone.evaluate.cache import CachedModel
 from whetstone.models import LanguageModel, load_model
+from whetstone.registry import Registry
 from whetstone.store import Store
-
-EXECUTORS = ("local", "ray")
 
 
 class Executor(ABC):
@@ -53,6 +53,29 @@ class LocalExecutor(Executor):
         return CachedModel(model, store)
 
 
+ExecutorFactory = Callable[..., "Executor"]
+"""An executor from its cluster settings (``address``, ``workers``, ``cpus_per_worker``,
+``gpus_per_worker``, ``shard_size``; those it does not take are refused)."""
+
+EXECUTORS: Registry[ExecutorFactory] = Registry("executors")
+"""Every executor by name (entry-point group ``whetstone.executors``)."""
+
+
+def _local(**settings: Any) -> Executor:
+    for option, value in settings.items():
+        if value is not None:
+            raise ConfigError(f"--{option.replace('_', '-')} applies to --executor ray only")
+    return LocalExecutor()
+
+
+EXECUTORS.register("local", _local, help="this process, in chunks (the default)")
+EXECUTORS.register(
+    "ray",
+    "whetstone.scale.ray_eval:RayExecutor",  # imports ray itself when it connects
+    help="shards on the actors of a Ray cluster",
+)
+
+
 def make_executor(
     name: str = "local",
     *,
@@ -62,24 +85,10 @@ def make_executor(
     gpus_per_worker: float | None = None,
     shard_size: int | None = None,
 ) -> Executor:
-    """The executor called `name` (local or ray) with its cluster settings, checked."""
+    """The registered executor called `name` with its cluster settings, checked."""
     if name not in EXECUTORS:
-        raise ConfigError(f"--executor {name!r}: expected one of {', '.join(EXECUTORS)}")
-    if name == "local":
-        given = {
-            "--address": address,
-            "--workers": workers,
-            "--cpus-per-worker": cpus_per_worker,
-            "--gpus-per-worker": gpus_per_worker,
-            "--shard-size": shard_size,
-        }
-        for option, value in given.items():
-            if value is not None:
-                raise ConfigError(f"{option} applies to --executor ray only")
-        return LocalExecutor()
-    from whetstone.scale.ray_eval import RayExecutor  # imports ray itself when it connects
-
-    return RayExecutor(
+        raise ConfigError(f"--executor {name!r}: expected one of {', '.join(EXECUTORS.names())}")
+    return EXECUTORS.get(name)(
         address=address,
         workers=workers,
         cpus_per_worker=cpus_per_worker,

@@ -332,7 +332,8 @@ def tune_runner(
     from whetstone.scale.executor import EXECUTORS
 
     if executor not in EXECUTORS:
-        raise ConfigError(f"--executor {executor!r}: expected one of {', '.join(EXECUTORS)}")
+        known = ", ".join(EXECUTORS.names())
+        raise ConfigError(f"--executor {executor!r}: expected one of {known}")
     given = {
         "--address": address,
         "--cpus-per-trial": cpus_per_trial,
