@@ -7,6 +7,7 @@ import difflib
 import importlib
 import warnings
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar
 
@@ -64,6 +65,17 @@ class Registry(Generic[T]):
             return obj
 
         return wrap
+
+    @contextmanager
+    def override(self, name: str, entry: T | str) -> Iterator[None]:
+        """Stand ``entry`` in for the registered ``name`` inside a ``with`` block (tests)."""
+        key = self.canonical(name)
+        saved = self._entries[key]
+        self._entries[key] = entry
+        try:
+            yield
+        finally:
+            self._entries[key] = saved
 
     def canonical(self, name: str) -> str:
         """The registered name behind ``name`` (itself or an alias); unknown names refused

@@ -113,15 +113,18 @@ def test_unknown_metric_of_a_known_task_lists_the_task_metrics(tmp_path: Path) -
 def test_a_step_this_install_lacks_is_refused_up_front(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.pipeline.helpers import write_pipeline
-    from whetstone.pipeline import steps
+    import dataclasses
 
-    monkeypatch.setitem(
-        steps.STEP_APIS, "audit", steps.StepApi("whetstone.no_such_module", "audit")
-    )
+    from tests.pipeline.helpers import write_pipeline
+    from whetstone.steps import STEPS
+
+    missing = dataclasses.replace(STEPS.get("audit"), run="whetstone.no_such_module:audit")
     path = write_pipeline(tmp_path, audit=[{"data": "train.jsonl"}])
     store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    with pytest.raises(ConfigError, match="asks for the 'audit' step, but this install"):
+    with (
+        STEPS.override("audit", missing),
+        pytest.raises(ConfigError, match="asks for the 'audit' step, but this install"),
+    ):
         run_pipeline(load_pipeline(path), store=store)
     assert store.list_runs() == []
 

@@ -8,7 +8,6 @@ configuration its own schema refuses.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,51 +25,8 @@ from whetstone.pipeline.schema import (
     PipelineConfig,
 )
 from whetstone.pipeline.stages import StageLedger, StageRecord, stage_key
+from whetstone.steps import STEPS, load_target
 from whetstone.store import Store, request_hash
-
-
-@dataclass(frozen=True)
-class StepApi:
-    """Where a step's function, its config model and its result model live."""
-
-    module: str
-    func: str
-    config: tuple[str, str] | None = None
-    artifact_kind: str = ""
-
-
-#: The public API behind each step a pipeline file can name.
-STEP_APIS: dict[str, StepApi] = {
-    "feedback": StepApi("whetstone.feedback", "campaign_summary", None, "feedback"),
-    "diagnose": StepApi(
-        "whetstone.diagnose", "diagnose", ("whetstone.diagnose", "DiagnoseOptions"), "diagnosis"
-    ),
-    "audit": StepApi("whetstone.audit", "audit", ("whetstone.audit", "AuditConfig"), "audit"),
-    "finetune": StepApi(
-        "whetstone.optimize",
-        "finetune",
-        ("whetstone.optimize.finetune_config", "FinetuneConfig"),
-        "finetune",
-    ),
-    "tune": StepApi(
-        "whetstone.optimize",
-        "tune",
-        ("whetstone.optimize.tune_config", "TuneConfig"),
-        "study",
-    ),
-    "distill": StepApi(
-        "whetstone.optimize.distill",
-        "distill",
-        ("whetstone.optimize.distill_config", "DistillConfig"),
-        "distill",
-    ),
-    "quantize": StepApi(
-        "whetstone.optimize.quantize",
-        "quantize",
-        ("whetstone.optimize.distill_config", "QuantizeConfig"),
-        "quantize",
-    ),
-}
 
 
 @dataclass
@@ -90,32 +46,14 @@ def progress_kwargs(ledger: StageLedger, step: str) -> dict[str, Any]:
     return dict(offer(step)) if callable(offer) else {}
 
 
-def _import(step: str, module_name: str, name: str) -> Any:
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ConfigError(
-            f"the pipeline asks for the '{step}' step, but this install of whetstone does not "
-            f"provide it ({module_name} cannot be imported: {err})"
-        ) from err
-    found = getattr(module, name, None)
-    if found is None:
-        raise ConfigError(
-            f"the pipeline asks for the '{step}' step, but this version of whetstone has no "
-            f"{module_name}.{name}"
-        )
-    return found
-
-
 def step_api(step: str) -> Any:
     """The public function behind `step`, or a ConfigError saying this install lacks it."""
-    api = STEP_APIS[step]
-    return _import(step, api.module, api.func)
+    return STEPS.get(step).load(step, "run")
 
 
 def _config_model(step: str) -> type[BaseModel] | None:
-    api = STEP_APIS[step]
-    return _import(step, *api.config) if api.config else None
+    model: type[BaseModel] | None = STEPS.get(step).load(step, "config")
+    return model
 
 
 def validate_step_config(step: str, where: str, raw: dict[str, Any], base_dir: Path) -> Any:
@@ -165,7 +103,7 @@ def preflight(config: PipelineConfig) -> None:
 
 def feedback_stage(ledger: StageLedger, store: Store, spec: FeedbackStep) -> StepArtifact:
     """The campaign's summary (ratings, preferences, agreement) from the feedback studio."""
-    judgments = _import("feedback", "whetstone.feedback", "judgments")
+    judgments = load_target("feedback", "whetstone.feedback:judgments")
     summary = step_api("feedback")
     fb_store = Store(spec.db) if spec.db else store
     found = judgments(fb_store, spec.campaign)
@@ -187,7 +125,7 @@ def feedback_stage(ledger: StageLedger, store: Store, spec: FeedbackStep) -> Ste
 
 def feedback_judgments(store: Store, spec: FeedbackStep) -> list[Any]:
     """The campaign's judgments (for error analysis)."""
-    judgments = _import("feedback", "whetstone.feedback", "judgments")
+    judgments = load_target("feedback", "whetstone.feedback:judgments")
     return list(judgments(Store(spec.db) if spec.db else store, spec.campaign))
 
 
@@ -338,7 +276,7 @@ def optimize_stage(
         "files": _input_files(cfg),
         "upstream": upstream,
     }
-    kind = STEP_APIS[opt.method].artifact_kind
+    kind = STEPS.get(opt.method).artifact_kind
     stage = f"optimize/{opt.name}"
 
     def work() -> dict[str, Any]:
