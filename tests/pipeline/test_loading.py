@@ -110,9 +110,7 @@ def test_unknown_metric_of_a_known_task_lists_the_task_metrics(tmp_path: Path) -
         run_pipeline(load_pipeline(path), store=store)
 
 
-def test_a_step_this_install_lacks_is_refused_up_front(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_step_this_install_lacks_is_refused_up_front(tmp_path: Path) -> None:
     import dataclasses
 
     from tests.pipeline.helpers import write_pipeline
