@@ -31,13 +31,19 @@ class Registry(Generic[T]):
     An entry given as a "module:attr" string is imported on first use. Outside packages add
     entries through the entry-point group ``whetstone.<kind>``; those are read once, the first
     time the registry is asked anything, and registered as loaded. ``aliases_of`` gives the
-    aliases an entry declares itself (a plug-in's, for example).
+    aliases an entry declares itself (a plug-in's, for example); ``noun`` names one entry in
+    messages ("metric" for the kind "metrics").
     """
 
     def __init__(
-        self, kind: str, *, aliases_of: Callable[[T], Iterable[str]] | None = None
+        self,
+        kind: str,
+        *,
+        noun: str | None = None,
+        aliases_of: Callable[[T], Iterable[str]] | None = None,
     ) -> None:
         self.kind = kind
+        self.noun = noun or kind
         self._aliases_of = aliases_of
         self._entries: dict[str, T | str] = {}
         self._aliases: dict[str, str] = {}
@@ -52,7 +58,7 @@ class Registry(Generic[T]):
         keys = [name, *aliases]
         for key in keys:
             if key in self._entries or key in self._aliases or keys.count(key) > 1:
-                raise ValueError(f"{self.kind} {key!r} is registered twice")
+                raise ValueError(f"{self.noun} {key!r} is registered twice")
         self._entries[name] = entry
         self._aliases.update({alias: name for alias in keys[1:]})
         self._metadata[name] = dict(metadata)
@@ -88,7 +94,7 @@ class Registry(Generic[T]):
         known = sorted([*self._entries, *self._aliases])
         close = difflib.get_close_matches(name, known, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(f"unknown {self.kind} {name!r}{hint}; known: {', '.join(known)}")
+        raise ConfigError(f"unknown {self.noun} {name!r}{hint}; known: {', '.join(known)}")
 
     def __contains__(self, name: object) -> bool:
         self._load_plugins()

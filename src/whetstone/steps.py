@@ -66,7 +66,7 @@ def _accept(spec: object) -> tuple[str, ...]:
     return ()
 
 
-STEPS: Registry[StepSpec] = Registry("steps", aliases_of=_accept)
+STEPS: Registry[StepSpec] = Registry("steps", noun="step", aliases_of=_accept)
 """Every step by the name a pipeline file uses."""
 
 

@@ -28,7 +28,7 @@ from whetstone.store import Store
 
 pytestmark = pytest.mark.slow
 
-N_ITEMS = 160
+N_ITEMS = 96
 SOURCES = ["wire-a", "wire-b", "wire-c"]
 PLANTED = "wire-c"
 LABELS = {

@@ -76,10 +76,10 @@ def test_headlines_and_ratio_units() -> None:
 
 def test_unknown_names_get_a_did_you_mean() -> None:
     with pytest.raises(
-        ConfigError, match=r"unknown metrics 'perplexty' \(did you mean 'perplexity'"
+        ConfigError, match=r"unknown metric 'perplexty' \(did you mean 'perplexity'"
     ):
         M.metric_spec("perplexty")
-    with pytest.raises(ConfigError, match=r"unknown metrics 'acuracy' \(did you mean 'accuracy'"):
+    with pytest.raises(ConfigError, match=r"unknown metric 'acuracy' \(did you mean 'accuracy'"):
         M.check_metric("intents/acuracy")
 
 

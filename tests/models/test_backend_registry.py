@@ -32,7 +32,7 @@ def test_each_spec_form_picks_its_backend(tmp_path: Path) -> None:
 
 
 def test_an_unknown_scheme_is_refused_with_the_closest_name() -> None:
-    with pytest.raises(ConfigError, match=r"unknown backends 'fak' \(did you mean 'fake'\?\)"):
+    with pytest.raises(ConfigError, match=r"unknown model backend 'fak' \(did you mean 'fake'\?\)"):
         load_model("fak:3")
 
 

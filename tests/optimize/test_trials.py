@@ -44,7 +44,7 @@ def test_the_finetune_kind_is_known_in_a_fresh_process():
 
 
 def test_kinds_from_modules_named_in_the_environment(monkeypatch):
-    with pytest.raises(ConfigError, match="trainer kind 'fake-kind' is unknown"):
+    with pytest.raises(ConfigError, match="unknown trainer kind 'fake-kind'"):
         get_trainer("fake-kind")
     monkeypatch.setenv("WHETSTONE_TRAINER_MODULES", "tests.optimize.fake_trainer")
     assert get_trainer("fake").config_type.__name__ == "FakeTrainerConfig"

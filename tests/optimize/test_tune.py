@@ -316,7 +316,7 @@ def test_the_best_model_is_compared_with_the_base_item_by_item(tmp_path, yesno_d
             },
             r"pruning needs a single objective",
         ),
-        ({"trainer": {"kind": "boosting", "config": {}}}, r"trainer kind 'boosting' is unknown"),
+        ({"trainer": {"kind": "boosting", "config": {}}}, r"unknown trainer kind 'boosting'"),
         (
             {"trainer": {"kind": "fake", "config": {"stepz": 3}}},
             r"tune.yaml:\d+: unknown key 'stepz'",

@@ -762,7 +762,7 @@ def test_listed_metrics_are_resolved_and_checked_against_the_registry(tmp_path: 
     (task,) = load_tasks(write(tmp_path / "g.yaml", base + "metrics: [accuracy, f1, recall]\n"))
     assert task.metric_names == ["accuracy", "f1_macro", "recall_macro"]
     typo = write(tmp_path / "t.yaml", base + "metrics: [acuracy]\n")
-    with pytest.raises(ConfigError, match=r"unknown metrics 'acuracy' \(did you mean 'accuracy'"):
+    with pytest.raises(ConfigError, match=r"unknown metric 'acuracy' \(did you mean 'accuracy'"):
         load_tasks(typo)
     other = write(tmp_path / "o.yaml", base + "metrics: [acc]\n")
     with pytest.raises(ConfigError, match="'acc' is not reported by classification tasks"):

@@ -31,7 +31,7 @@ __all__ = [
 Check = Callable[[Observation, "TaskOutputs"], "bool | None"]
 """A detector: its verdict on one answer, None where it does not apply."""
 
-DETECTORS: Registry[Check] = Registry("detectors")
+DETECTORS: Registry[Check] = Registry("detectors", noun="detector")
 """Every detector by name, with its ``description`` (entry-point group ``whetstone.detectors``:
 an outside package's detector is a function of the same shape)."""
 

@@ -42,7 +42,7 @@ def _plugin_aliases(spec: object) -> tuple[str, ...]:
 
 def _registry() -> Registry[MetricSpec]:
     """A metric registry holding the built-in declarations (plug-ins load on first use)."""
-    registry: Registry[MetricSpec] = Registry("metrics", aliases_of=_plugin_aliases)
+    registry: Registry[MetricSpec] = Registry("metrics", noun="metric", aliases_of=_plugin_aliases)
     for spec in BUILTIN:
         registry.register(spec.name, spec, aliases=spec.aliases)
     return registry

@@ -41,7 +41,7 @@ BackendFactory = Callable[[str, ModelOptions], LanguageModel]
 """A backend: the spec's part after ``SCHEME:`` (the whole spec for path backends) and the
 options give the loaded model."""
 
-BACKENDS: Registry[BackendFactory] = Registry("backends")
+BACKENDS: Registry[BackendFactory] = Registry("backends", noun="model backend")
 """Every model backend by scheme; metadata ``help`` says what the spec names."""
 
 

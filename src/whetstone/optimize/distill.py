@@ -37,7 +37,7 @@ from whetstone.optimize.distill_report import (
     html_section,
     speed_ratios,
 )
-from whetstone.optimize.trials import TrialOutcome, TrialReport, apply_params, register_trainer
+from whetstone.optimize.trials import TrainerSpec, TrialOutcome, TrialReport, apply_params
 
 ARTIFACT_KIND = "distill"
 
@@ -381,10 +381,11 @@ def _baseline(config: DistillConfig) -> str:
     return str(local_folder(config.teacher, config.base_dir))
 
 
-register_trainer(
+TRAINER = TrainerSpec(
     "distill",
     run_trial,
     DistillConfig,
     baseline=_baseline,
     description="knowledge distillation of a teacher into a smaller student",
 )
+"""The ``distill`` trainer kind (registered lazily in `whetstone.optimize.trials`)."""

@@ -57,10 +57,10 @@ from whetstone.optimize.training_data import (
 )
 from whetstone.optimize.trials import (
     Monitor,
+    TrainerSpec,
     TrialOutcome,
     TrialReport,
     apply_params,
-    register_trainer,
 )
 
 BeforeTraining = Callable[[Any, Any, ResolvedType], None]
@@ -497,10 +497,11 @@ def finetune_baseline(config: FinetuneConfig) -> Any:
     )
 
 
-register_trainer(
+TRAINER = TrainerSpec(
     "finetune",
     run_finetune_trial,
     FinetuneConfig,
     baseline=finetune_baseline,
     description="transfer learning with the transformers Trainer (full or LoRA)",
 )
+"""The ``finetune`` trainer kind (registered lazily in `whetstone.optimize.trials`)."""

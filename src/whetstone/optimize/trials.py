@@ -18,9 +18,11 @@ A trial runner trains one model for one trial of a study::
 The runner returns where the trained model is (a folder `load_model` reads) and what it spent;
 `tune` then evaluates that model on the validation tasks itself, the same way for every kind.
 
-Kinds register with `register_trainer`. ``finetune`` (`whetstone.optimize.finetuning`) and
-``distill`` (`whetstone.optimize.distill`) are imported on first use, so a worker process (or
-a Ray worker) finds them without importing anything first.
+Kinds live in the registry `TRAINERS` (entry-point group ``whetstone.trainers``, each naming
+a `TrainerSpec`); `register_trainer` adds one from code. ``finetune``
+(`whetstone.optimize.finetuning`) and ``distill`` (`whetstone.optimize.distill`) are imported
+on first use, so a worker process (or a Ray worker) finds them without importing anything
+first.
 """
 
 from __future__ import annotations
@@ -35,15 +37,10 @@ from typing import Any, Literal, Protocol, TypeVar
 from pydantic import BaseModel, Field, ValidationError
 
 from whetstone.errors import ConfigError
+from whetstone.registry import Registry
 
 M = TypeVar("M", bound=BaseModel)
 Direction = Literal["maximize", "minimize"]
-
-#: Built-in kinds and the module that registers each one when imported.
-BUILTIN_TRAINERS = {
-    "finetune": "whetstone.optimize.finetuning",
-    "distill": "whetstone.optimize.distill",
-}
 
 
 @dataclass
@@ -129,7 +126,17 @@ class TrainerSpec:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-_REGISTRY: dict[str, TrainerSpec] = {}
+def _accept(spec: object) -> tuple[str, ...]:
+    if not isinstance(spec, TrainerSpec):
+        raise TypeError(f"a whetstone.trainers entry point must name a TrainerSpec, not {spec!r}")
+    return ()
+
+
+TRAINERS: Registry[TrainerSpec] = Registry("trainers", noun="trainer kind", aliases_of=_accept)
+"""Every trainer kind `whetstone tune` can search over."""
+TRAINERS.register("finetune", "whetstone.optimize.finetuning:TRAINER")
+TRAINERS.register("distill", "whetstone.optimize.distill:TRAINER")
+
 #: Environment variable naming modules that register more trainer kinds.
 MODULES_ENV = "WHETSTONE_TRAINER_MODULES"
 
@@ -141,41 +148,38 @@ def register_trainer(
     *,
     baseline: Baseline | None = None,
     description: str = "",
-) -> None:
+) -> TrainerSpec:
     """Make ``kind`` searchable by `whetstone tune` (``trainer: {kind: ..., config: ...}``).
 
     ``config_type`` parses the trainer section (a pydantic model with ``extra="forbid"``; a
     ``base_dir`` field, when it has one, gets the folder relative paths resolve against).
     ``baseline(config)`` gives the model the best trial is compared with (optional).
-    Registering a kind again replaces it.
+    A kind registered twice is refused.
     """
-    _REGISTRY[kind] = TrainerSpec(kind, runner, config_type, baseline, description)
+    spec = TrainerSpec(kind, runner, config_type, baseline, description)
+    TRAINERS.register(kind, spec)
+    return spec
 
 
 def get_trainer(kind: str) -> TrainerSpec:
-    """The trainer registered as ``kind``, importing a built-in one on first use.
+    """The trainer registered as ``kind`` (a built-in one is imported on first use).
 
-    Kinds registered by other packages are found in worker processes (which import nothing of
-    the parent's) when ``$WHETSTONE_TRAINER_MODULES`` names the modules that register them
-    (comma-separated); they are imported when a kind is not known yet.
+    Kinds registered by code in other packages are found in worker processes (which import
+    nothing of the parent's) when ``$WHETSTONE_TRAINER_MODULES`` names the modules that
+    register them (comma-separated); they are imported when a kind is not known yet.
     """
-    if kind not in _REGISTRY and kind in BUILTIN_TRAINERS:
-        importlib.import_module(BUILTIN_TRAINERS[kind])
-    if kind not in _REGISTRY:
+    if kind not in TRAINERS:
         for module in filter(None, os.environ.get(MODULES_ENV, "").split(",")):
             try:
                 importlib.import_module(module.strip())
             except ImportError as exc:
                 raise ConfigError(f"${MODULES_ENV}: cannot import '{module}' ({exc})") from exc
-    if kind not in _REGISTRY:
-        known = sorted(set(_REGISTRY) | set(BUILTIN_TRAINERS))
-        raise ConfigError(f"trainer kind '{kind}' is unknown (expected one of: {', '.join(known)})")
-    return _REGISTRY[kind]
+    return TRAINERS.get(kind)
 
 
 def trainer_kinds() -> list[str]:
     """Every kind that `get_trainer` can return."""
-    return sorted(set(_REGISTRY) | set(BUILTIN_TRAINERS))
+    return sorted(TRAINERS.names())
 
 
 def _set_path(data: dict[str, Any], path: str, value: Any) -> None:

@@ -57,7 +57,7 @@ ExecutorFactory = Callable[..., "Executor"]
 """An executor from its cluster settings (``address``, ``workers``, ``cpus_per_worker``,
 ``gpus_per_worker``, ``shard_size``; those it does not take are refused)."""
 
-EXECUTORS: Registry[ExecutorFactory] = Registry("executors")
+EXECUTORS: Registry[ExecutorFactory] = Registry("executors", noun="executor")
 """Every executor by name (entry-point group ``whetstone.executors``)."""
 
 
