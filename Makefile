@@ -25,6 +25,7 @@ quickstart: $(VENV)/.base
 	$(VENV)/bin/whetstone quickstart
 
 test: $(VENV)/.dev
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest -q
 
 test-fast: $(VENV)/.dev

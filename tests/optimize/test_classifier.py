@@ -120,7 +120,11 @@ def test_model_labels_map_to_the_task_labels(tmp_path, tiny_bert_dir, sentiment_
     task = load_tasks(sentiment_dir / "sent.yaml")[0]
     model = load_model(str(folder))
     assert isinstance(model, SequenceClassifier)
-    got = model.task_probabilities(task, load_items(task))
+    from whetstone.tasks.prompts import input_text
+
+    items = load_items(task)
+    texts = [input_text(task, item) for item in items]
+    got = model.label_probabilities(texts, dict(task.labels or {}), task.name)
     np.testing.assert_allclose(got, expected, atol=1e-4)
 
 

@@ -19,7 +19,7 @@ from whetstone.evaluate.outputs import read_samples
 from whetstone.pipeline import load_pipeline, run_pipeline
 from whetstone.report import build_report, render_html, write_report
 from whetstone.report import steps as report_steps
-from whetstone.report.plots import reliability_bins
+from whetstone.plots import reliability_bins
 from whetstone.store import Store
 
 PIPELINE_SECTIONS = [

@@ -27,7 +27,7 @@ from whetstone.models import load_model
 from whetstone.models.base import GenerationRequest, LoglikelihoodRequest, RollingRequest
 from whetstone.models.fake import FakeModel
 from whetstone.scale import LocalExecutor, make_executor
-from whetstone.scale.executor import Executor
+from whetstone.evaluate.executor import Executor
 from whetstone.scale.ray_cluster import FORWARDED_ENV, check_reachable, runtime_env
 from whetstone.scale.ray_eval import RayExecutor
 from whetstone.scale.shards import ShardedCachedModel, collect, plan_shards

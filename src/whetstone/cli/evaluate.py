@@ -64,7 +64,7 @@ def evaluate_command(
 ) -> None:
     """Evaluate a model on task files and print metrics with 95% intervals."""
     from whetstone.evaluate.engine import evaluate
-    from whetstone.scale.executor import make_executor
+    from whetstone.evaluate.executor import make_executor
 
     runner = make_executor(
         executor,

@@ -17,10 +17,10 @@ from whetstone.models.base import (
     Progress,
     RollingRequest,
 )
-from whetstone.models.classifier import SequenceClassifier, input_text
+from whetstone.models.classifier import SequenceClassifier
 from whetstone.records import MetricValue, SampleRecord, TaskResult
 from whetstone.tasks.loading import gold_index, gold_label
-from whetstone.tasks.prompts import build_prompt, targets
+from whetstone.tasks.prompts import build_prompt, input_text, targets
 from whetstone.tasks.schema import TaskConfig
 
 UNPARSED = "<unparsed>"
@@ -121,7 +121,9 @@ def score_classification(
         # a sequence classifier reads the prompt without few-shot examples: its class
         # probabilities, mapped to the task's labels, stand in for the label likelihoods
         prompts = [input_text(task, item) for item in items]
-        probs = classifier.task_probabilities(task, items, ctx.progress)
+        probs = classifier.label_probabilities(
+            prompts, dict(task.labels or {}), task.name, ctx.progress
+        )
         lls = np.log(np.clip(probs, 1e-300, None)).tolist()
         predicted = [keys[int(np.argmax(row))] for row in probs]
         outputs = [labels[k] for k in predicted]

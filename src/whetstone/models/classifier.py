@@ -9,7 +9,7 @@ classifier's input, and each task label is matched to one of the model's ``id2la
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +26,6 @@ from whetstone.models.base import (
     RollingResult,
 )
 from whetstone.records import ModelIdentity
-from whetstone.tasks.prompts import render
-from whetstone.tasks.schema import TaskConfig
 
 DEFAULT_BATCH = 32
 DEFAULT_MAX_LENGTH = 512
@@ -43,11 +41,6 @@ def is_sequence_classifier(folder: str | Path) -> bool:
     except (OSError, ValueError):
         return False
     return any(str(a).endswith("ForSequenceClassification") for a in archs)
-
-
-def input_text(task: TaskConfig, item: dict[str, Any]) -> str:
-    """What a sequence classifier reads for an item: the task's prompt, without few-shot."""
-    return render(task.prompt, item, task)
 
 
 def _torch() -> Any:
@@ -180,47 +173,49 @@ class SequenceClassifier(LanguageModel):
             self.model.train(was_training)
         return out
 
-    def label_columns(self, task: TaskConfig) -> list[int]:
-        """For each of the task's labels (in order), the model output that stands for it."""
+    def label_columns(self, labels: Mapping[str, str], task_name: str) -> list[int]:
+        """For each of a task's labels (key -> verbalization, in order), the model output that
+        stands for it (by verbalization, key or ``LABEL_<key>``)."""
         names = self.labels
         lowered = [n.lower() for n in names]
         columns: list[int] = []
-        for key, words in (task.labels or {}).items():
+        for key, words in labels.items():
             for wanted in (words, key, f"LABEL_{key}"):
                 if wanted.lower() in lowered:
                     columns.append(lowered.index(wanted.lower()))
                     break
             else:
                 raise ModelError(
-                    f"task '{task.name}': label {key!r} ({words!r}) is none of the classifier's "
+                    f"task '{task_name}': label {key!r} ({words!r}) is none of the classifier's "
                     f"labels ({', '.join(names)}); expected id2label names matching the task's "
                     "labels or their verbalizations"
                 )
         if len(set(columns)) != len(columns):
             raise ModelError(
-                f"task '{task.name}': two task labels map to the same classifier label "
+                f"task '{task_name}': two task labels map to the same classifier label "
                 f"({', '.join(names)})"
             )
         return columns
 
-    def task_probabilities(
+    def label_probabilities(
         self,
-        task: TaskConfig,
-        items: Sequence[dict[str, Any]],
+        texts: Sequence[str],
+        labels: Mapping[str, str],
+        task_name: str,
         progress: Progress | None = None,
     ) -> np.ndarray:
-        """Probabilities over the task's labels (in the task's order) for each item.
+        """Probabilities over a task's labels (in the task's order) for each text.
 
         Outputs the task does not use are dropped and the rest renormalized.
         """
-        columns = self.label_columns(task)
-        per_item = len(task.labels or {})
+        columns = self.label_columns(labels, task_name)
+        per_item = len(labels)
 
         def advance(n: int) -> None:
             if progress:
                 progress(n * per_item)  # the progress bar counts one request per label
 
-        probs = self.probabilities([input_text(task, item) for item in items], advance)[:, columns]
+        probs = self.probabilities(texts, advance)[:, columns]
         return probs / probs.sum(axis=1, keepdims=True)
 
     def _unsupported(self, what: str) -> ModelError:

@@ -49,7 +49,7 @@ def label_columns(task: TaskConfig, model: Any, tokenizer: Any) -> list[int]:
 
     scorer = SequenceClassifier(model=model, tokenizer=tokenizer, name="student", model_hash="-")
     try:
-        return scorer.label_columns(task)
+        return scorer.label_columns(dict(task.labels or {}), task.name)
     except WhetstoneError as exc:
         raise ConfigError(str(exc)) from exc
 

@@ -364,7 +364,7 @@ def _tradeoff_svg(models: list[ModelReport], rows: list[MetricRow], selected: st
     if len(points) < 2:
         return ""
     try:
-        from whetstone.report.plots import tradeoff_plot
+        from whetstone.plots import tradeoff_plot
 
         svg = tradeoff_plot(points, "latency, ms (batch 1)", f"{head.task} {head.metric}", selected)
     except (ImportError, WhetstoneError):

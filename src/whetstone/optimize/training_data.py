@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from whetstone.errors import ConfigError, DataError
-from whetstone.models.classifier import input_text
 from whetstone.optimize.finetune_config import FinetuneConfig
 from whetstone.tasks.loading import gold_label, load_items, load_tasks
-from whetstone.tasks.prompts import answer_text, render
+from whetstone.tasks.prompts import answer_text, input_text, render
 from whetstone.tasks.schema import DataSpec, TaskConfig
 
 IGNORE_INDEX = -100

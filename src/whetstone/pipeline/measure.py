@@ -43,7 +43,7 @@ class Costs(BaseModel):
 
 #: The model methods whose time counts as answering (a sequence classifier's class
 #: probabilities included).
-TIMED_METHODS = ("loglikelihood", "loglikelihood_rolling", "generate", "task_probabilities")
+TIMED_METHODS = ("loglikelihood", "loglikelihood_rolling", "generate", "label_probabilities")
 
 
 class CallTimer:

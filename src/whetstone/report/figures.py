@@ -8,7 +8,7 @@ import numpy as np
 
 from whetstone.pipeline.records import PipelineResult
 from whetstone.records import RunResult, SampleRecord
-from whetstone.report import plots
+from whetstone import plots
 from whetstone.report.model import ComparisonRow, Figure
 from whetstone.report.samples import by_task, correctness
 

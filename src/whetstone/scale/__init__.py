@@ -3,6 +3,6 @@
 Ray is imported only when a Ray executor connects (`pip install 'whetstone[ray]'`).
 """
 
-from whetstone.scale.executor import EXECUTORS, Executor, LocalExecutor, make_executor
+from whetstone.evaluate.executor import EXECUTORS, Executor, LocalExecutor, make_executor
 
 __all__ = ["EXECUTORS", "Executor", "LocalExecutor", "make_executor"]

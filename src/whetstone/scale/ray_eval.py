@@ -23,7 +23,7 @@ from whetstone.models.base import (
     RollingRequest,
     RollingResult,
 )
-from whetstone.scale.executor import Executor
+from whetstone.evaluate.executor import Executor
 from whetstone.scale.ray_cluster import (
     cluster_resources,
     connect,

@@ -329,7 +329,7 @@ def tune_runner(
 ) -> Callable[..., Any]:
     """The function `whetstone tune` calls: `tune` (local worker processes) or `tune_on_ray`
     with the cluster settings, checked."""
-    from whetstone.scale.executor import EXECUTORS
+    from whetstone.evaluate.executor import EXECUTORS
 
     if executor not in EXECUTORS:
         known = ", ".join(EXECUTORS.names())

@@ -67,3 +67,8 @@ def build_prompt(task: TaskConfig, item: dict[str, Any], pool: Sequence[dict[str
     parts.append(render(task.prompt, item, task))
     separator = task.fewshot.separator if task.fewshot else "\n\n"
     return separator.join(parts)
+
+
+def input_text(task: TaskConfig, item: dict[str, Any]) -> str:
+    """What a sequence classifier reads for an item: the task's prompt, without few-shot."""
+    return render(task.prompt, item, task)

@@ -1,4 +1,4 @@
-"""Plots for reports, drawn with matplotlib and returned as inline SVG strings.
+"""Plots shared by the report and the steps' HTML sections (matplotlib, returned as inline SVG).
 
 Figures are built without pyplot (no global state, no display), text stays text in the SVG,
 and every id inside a figure gets a figure-unique prefix so many figures can share one page.
