@@ -552,7 +552,7 @@ def _scores_by_batch_size(
             [RollingRequest(d, max_length, max_length // 2) for d in docs]
             + [RollingRequest(d, 2 * max_length, 2 * max_length) for d in docs]
         )
-        ids = model.encode(docs[0])[:64]  # one target per window: per-token log-probs
+        ids = model.encode(docs[0])[:24]  # one target per window: per-token log-probs
         per_token = model.score([ScoreWindow(tuple(ids[: j + 1]), 1) for j in range(1, len(ids))])
         out[bs] = (
             lls,
