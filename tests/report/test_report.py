@@ -17,9 +17,9 @@ from whetstone.cli.main import app
 from whetstone.errors import WhetstoneError
 from whetstone.evaluate.outputs import read_samples
 from whetstone.pipeline import load_pipeline, run_pipeline
+from whetstone.plots import reliability_bins
 from whetstone.report import build_report, render_html, write_report
 from whetstone.report import steps as report_steps
-from whetstone.plots import reliability_bins
 from whetstone.store import Store
 
 PIPELINE_SECTIONS = [

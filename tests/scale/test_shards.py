@@ -23,11 +23,11 @@ from whetstone.data import examples_dir
 from whetstone.errors import ConfigError, WhetstoneError
 from whetstone.evaluate.cache import CHUNK, CachedModel
 from whetstone.evaluate.engine import evaluate
+from whetstone.evaluate.executor import Executor
 from whetstone.models import load_model
 from whetstone.models.base import GenerationRequest, LoglikelihoodRequest, RollingRequest
 from whetstone.models.fake import FakeModel
 from whetstone.scale import LocalExecutor, make_executor
-from whetstone.evaluate.executor import Executor
 from whetstone.scale.ray_cluster import FORWARDED_ENV, check_reachable, runtime_env
 from whetstone.scale.ray_eval import RayExecutor
 from whetstone.scale.shards import ShardedCachedModel, collect, plan_shards

@@ -23,6 +23,7 @@ from whetstone.evaluate.statistics import (
     PairedResult,
     mean_score,
     paired_proportion_test,
+    paired_ratio_interval,
     paired_sums_interval,
     swap_permutation_test,
 )
@@ -177,8 +178,16 @@ def _compare_ratio(task: str, metric: str, pairs: list[Pair], seed: int) -> Metr
     def score(sums: np.ndarray) -> np.ndarray:
         return np.asarray(apply_transform(ratio, sums[:, 0] / sums[:, 1]))
 
+    def transform(r: np.ndarray) -> np.ndarray:
+        return np.asarray(apply_transform(ratio, r))
+
     a, b = (float(score(s.sum(axis=0)[None])[0]) for s in (stats_a, stats_b))
-    result = _sums_result(stats_a, stats_b, score, seed)
+    diff, low, high = paired_ratio_interval(
+        (stats_a[:, 0], stats_a[:, 1]), (stats_b[:, 0], stats_b[:, 1]), transform, seed=seed
+    )
+    n_perm = _n_perm(stats_a.shape[0])
+    p = swap_permutation_test(stats_a, stats_b, score, n_perm=n_perm, seed=seed)
+    result = PairedResult(diff=diff, ci_low=low, ci_high=high, p_value=p)
     n, missing = int(keep.sum()), int((~keep).sum())
     return _result(task, metric, a, b, result, "ratio_swap_permutation", n, missing)
 

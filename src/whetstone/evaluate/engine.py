@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from whetstone.errors import ConfigError, ModelError, WhetstoneError
+from whetstone.evaluate.executor import Executor, LocalExecutor
 from whetstone.evaluate.kinds import SCORERS, TaskContext, request_count
 from whetstone.evaluate.outputs import write_outputs
 from whetstone.models import LanguageModel
 from whetstone.records import RunResult, SampleRecord, TaskResult
-from whetstone.evaluate.executor import Executor, LocalExecutor
 from whetstone.store import Store, config_hash
 from whetstone.tasks.loading import load_fewshot, load_items, load_tasks, task_hash
 from whetstone.tasks.schema import TaskConfig

@@ -34,6 +34,7 @@ __all__ = [
     "paired_mean_test",
     "paired_permutation_test",
     "paired_proportion_test",
+    "paired_ratio_interval",
     "paired_sums_interval",
     "percentile_interval",
     "ratio_bootstrap_ci",
@@ -359,6 +360,78 @@ def ratio_bootstrap_ci(
         low, high = ratio - t_high * se, ratio - t_low * se
     ends = np.asarray(transform(np.array([low, high])), dtype=float)
     return float(ends.min()), float(ends.max())
+
+
+def _slope(transform: Callable[[np.ndarray], np.ndarray], r: np.ndarray) -> np.ndarray:
+    """The transform's derivative at each r (central differences)."""
+    h = 1e-6 * np.maximum(1.0, np.abs(r))
+    with np.errstate(over="ignore", invalid="ignore"):
+        return (np.asarray(transform(r + h)) - np.asarray(transform(r - h))) / (2 * h)
+
+
+def _paired_ratio_se(
+    counts: np.ndarray,
+    a: tuple[np.ndarray, np.ndarray],
+    b: tuple[np.ndarray, np.ndarray],
+    transform: Callable[[np.ndarray], np.ndarray],
+) -> np.ndarray:
+    """transform(ratio B) - transform(ratio A) and its delta-method standard error, one per
+    row of counts (items resampled jointly, so the runs' correlation enters the error)."""
+    mass = counts.sum(axis=1)
+    influence = np.zeros_like(counts, dtype=float)
+    diff = np.zeros(counts.shape[0])
+    for sign, (num, den) in ((-1.0, a), (1.0, b)):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = (counts @ num) / (counts @ den)
+            mean_den = (counts @ den) / mass
+            resid = (num[None, :] - ratio[:, None] * den[None, :]) / mean_den[:, None]
+        influence += sign * _slope(transform, ratio)[:, None] * resid
+        diff += sign * np.asarray(transform(ratio), dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        se = np.sqrt((counts * influence**2).sum(axis=1) / (mass * (mass - 1)))
+    return np.stack([diff, se], axis=1)
+
+
+def paired_ratio_interval(
+    a: tuple[Any, Any],
+    b: tuple[Any, Any],
+    transform: Callable[[np.ndarray], np.ndarray],
+    *,
+    n_boot: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> tuple[float, float, float]:
+    """transform(sum(num_b) / sum(den_b)) - transform(sum(num_a) / sum(den_a)) with a paired
+    studentized (bootstrap-t) interval over items.
+
+    ``a`` and ``b`` are (numerators, denominators) of the same items under two runs (log-probs
+    and tokens or bytes of each document). Each joint resample's difference is standardized by
+    its own delta-method standard error: with a few long, heterogeneous documents a paired BCa
+    interval of the difference covered 85-88%.
+    """
+    num_a, den_a = (_as_1d(x, "a") for x in a)
+    num_b, den_b = (_as_1d(x, "b") for x in b)
+    if not num_a.shape == den_a.shape == num_b.shape == den_b.shape:
+        raise ValueError("the runs' numerators and denominators must have the same length")
+    _check_confidence(confidence)
+    n = num_a.size
+    diff, se = _paired_ratio_se(np.ones((1, n)), (num_a, den_a), (num_b, den_b), transform)[0]
+    dist = bootstrap_distribution(
+        n,
+        lambda idx: _paired_ratio_se(
+            resample_counts(idx, n).astype(float), (num_a, den_a), (num_b, den_b), transform
+        ),
+        n_boot=n_boot,
+        seed=seed,
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = (dist[:, 0] - diff) / dist[:, 1]
+    t = t[np.isfinite(t)]
+    if t.size == 0 or not np.isfinite(se) or se == 0:
+        return float(diff), float(diff), float(diff)
+    alpha = 1.0 - confidence
+    t_high, t_low = np.quantile(t, [1 - alpha / 2, alpha / 2])
+    return float(diff), float(diff - t_high * se), float(diff - t_low * se)
 
 
 def wilson_ci(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:

@@ -12,6 +12,10 @@ from pydantic import BaseModel, ConfigDict
 Direction = Literal["higher", "lower"]
 Aggregation = Literal["proportion", "mean", "ratio", "corpus", "cost"]
 Transform = Literal["exp_neg", "bits"]
+Interval = Literal["wilson", "mover_wilson", "bca", "bootstrap_t_ratio", "ece_projection", "none"]
+PairedTest = Literal[
+    "mcnemar_exact", "sign_flip", "ratio_swap_permutation", "corpus_swap_permutation", "none"
+]
 
 
 class MetricSpec(BaseModel):
@@ -26,9 +30,9 @@ class MetricSpec(BaseModel):
     direction: Direction
     aggregation: Aggregation
     # interval method, as named in MetricValue.method
-    interval: str
+    interval: Interval
     # paired test, as named in MetricComparison.test
-    paired_test: str
+    paired_test: PairedTest
     description: str
     aliases: tuple[str, ...] = ()
     # the kinds whose tasks report it when their file names no metrics

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from whetstone import plots
 from whetstone.pipeline.records import PipelineResult
 from whetstone.records import RunResult, SampleRecord
-from whetstone import plots
 from whetstone.report.model import ComparisonRow, Figure
 from whetstone.report.samples import by_task, correctness
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from whetstone.errors import ConfigError, ModelError
 from whetstone.evaluate.cache import CachedModel
+from whetstone.evaluate.executor import Executor
 from whetstone.models.base import (
     GenerationRequest,
     LanguageModel,
@@ -23,7 +24,6 @@ from whetstone.models.base import (
     RollingRequest,
     RollingResult,
 )
-from whetstone.evaluate.executor import Executor
 from whetstone.scale.ray_cluster import (
     cluster_resources,
     connect,
