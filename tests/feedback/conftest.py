@@ -8,7 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
+from whetstone.feedback import auth
+from whetstone.feedback.app import AppSettings, create_app
 from whetstone.feedback.config import CampaignConfig, GenerationSettings, parse_config
 from whetstone.feedback.generation import LoadedModel, Reply
 from whetstone.store import Store
@@ -65,3 +68,26 @@ def stream_reply(
         return [piece async for piece in Reply(loaded, settings, messages).pieces()]
 
     return asyncio.run(collect())
+
+
+PASSWORD = "correct horse battery"
+"""The owners' password in the web app tests."""
+
+
+@pytest.fixture
+def app_store(store: Store, monkeypatch: pytest.MonkeyPatch) -> Store:
+    # cheaper scrypt for speed: the cost is stored with each hash and read back on checking
+    monkeypatch.setattr(auth, "SCRYPT_N", 2**10)
+    auth.set_owner(store, "olga", PASSWORD)
+    auth.set_owner(store, "other", PASSWORD)
+    return store
+
+
+def make_client(store: Store, **settings: Any) -> TestClient:
+    return TestClient(create_app(store, AppSettings(n_boot=50, **settings)))
+
+
+@pytest.fixture
+def client(app_store: Store) -> Iterator[TestClient]:
+    with make_client(app_store) as c:
+        yield c

@@ -8,21 +8,19 @@ import io
 import json
 import re
 import time
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
-from whetstone.feedback import auth, db, judgments
-from whetstone.feedback.app import AppSettings, create_app
+from whetstone.feedback import db, judgments
 from whetstone.feedback.campaigns import get_campaign
 from whetstone.feedback.generation import answer_progress
 from whetstone.models import GenerationRequest, load_model
 from whetstone.store import Store
 
-PASSWORD = "correct horse battery"
+from .conftest import PASSWORD, make_client
+
 XSS = '<script>window.pwned=1</script><img src=x onerror="window.pwned=2">'
 
 
@@ -40,25 +38,6 @@ def sign_in(client: TestClient, name: str = "olga", password: str = PASSWORD) ->
     )
     assert response.status_code == 200 and response.url.path == "/owner", response.text[:300]
     return csrf_of(client.get("/owner/new").text)
-
-
-@pytest.fixture
-def app_store(store: Store, monkeypatch: pytest.MonkeyPatch) -> Store:
-    # cheaper scrypt for speed: the cost is stored with each hash and read back on checking
-    monkeypatch.setattr(auth, "SCRYPT_N", 2**10)
-    auth.set_owner(store, "olga", PASSWORD)
-    auth.set_owner(store, "other", PASSWORD)
-    return store
-
-
-def make_client(store: Store, **settings: Any) -> TestClient:
-    return TestClient(create_app(store, AppSettings(n_boot=50, **settings)))
-
-
-@pytest.fixture
-def client(app_store: Store) -> Iterator[TestClient]:
-    with make_client(app_store) as c:
-        yield c
 
 
 def create(client: TestClient, csrf: str, **fields: Any) -> str:

@@ -64,7 +64,13 @@ from whetstone.feedback.judgments import judgments
 from whetstone.feedback.participants import Participant, invite, participant_for_token
 from whetstone.feedback.prompts import parse_jsonl_lines
 from whetstone.feedback.ratings import AnswerRating, RatingError, Submission, submit
-from whetstone.feedback.security import BodyLimit, InFlight, RateLimiter, SecurityHeaders
+from whetstone.feedback.security import (
+    BodyLimit,
+    CatchAll,
+    InFlight,
+    RateLimiter,
+    SecurityHeaders,
+)
 from whetstone.feedback.summary import CampaignSummary, campaign_summary
 from whetstone.feedback.worker import GenerationWorker
 from whetstone.store import Store
@@ -144,10 +150,18 @@ def _answer_rating(form: FormData, prefix: str) -> AnswerRating:
         raise RatingError(f"{prefix}likert: expected a whole number from 1 to 5") from err
 
 
+def row_id(text: str) -> int:
+    """A database row id from a form field: a whole number from 1 to 2**63 - 1."""
+    value = int(text)
+    if not 0 < value < 2**63:
+        raise ValueError(f"row id {text!r} out of range")
+    return value
+
+
 def _submission(form: FormData, mode: str) -> Submission:
     """A Submission from a rating form."""
     try:
-        assignment_id = int(_text(form, "assignment_id"))
+        assignment_id = row_id(_text(form, "assignment_id"))
     except ValueError as err:
         raise RatingError("the form lacks its assignment") from err
     if mode == "arena":
@@ -328,6 +342,7 @@ def create_app(
 
     _owner_routes(app, studio)
     _participant_routes(app, studio)
+    app.add_middleware(CatchAll)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(
         BodyLimit,
@@ -599,7 +614,7 @@ def _participant_routes(app: FastAPI, studio: Studio) -> None:
     async def skip(request: Request, token: str) -> Response:
         participant, _campaign, form = await participant_form(request, token)
         try:
-            assignment_id = int(_text(form, "assignment_id"))
+            assignment_id = row_id(_text(form, "assignment_id"))
             await run_in_threadpool(skip_task, store, participant, assignment_id)
         except (ValueError, WhetstoneError) as err:
             raise PageError(400, "That item cannot be skipped.") from err
@@ -623,7 +638,7 @@ def _participant_routes(app: FastAPI, studio: Studio) -> None:
         try:
             body = json.loads(await request.body())
             conversation_id, message = str(body["conversation"]), str(body["message"])
-        except (ValueError, KeyError, TypeError) as err:
+        except (ValueError, KeyError, TypeError, RecursionError) as err:
             raise PageError(400, "expected JSON with 'conversation' and 'message'") from err
         # one reply at a time per conversation: the turn checks and the stored turn agree
         if not studio.replies.claim(conversation_id):

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from sqlalchemy import delete, select, update
 from sqlalchemy import exc as sa_exc
 
-from whetstone.errors import WhetstoneError
+from whetstone.errors import WhetstoneError, missing_extra
 from whetstone.feedback import db
 from whetstone.store import Store
 
@@ -71,13 +71,33 @@ def _sha(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+MIN_STRENGTH = 3
+"""The least zxcvbn score (0-4) a password needs: "safely unguessable" against offline
+guessing of a slow hash, which refuses common passwords, repeats and keyboard runs."""
+
+
+def check_password(password: str) -> None:
+    """Refuse a password shorter than MIN_PASSWORD or weaker than MIN_STRENGTH (zxcvbn's
+    estimate, with its own list of common passwords), saying why."""
+    if len(password) < MIN_PASSWORD:
+        raise WhetstoneError(f"a password needs at least {MIN_PASSWORD} characters")
+    try:
+        from zxcvbn import zxcvbn
+    except ImportError as err:
+        raise missing_extra("zxcvbn", "feedback") from err
+    verdict = zxcvbn(password[:100])  # its cost grows with the length; 100 characters suffice
+    if verdict["score"] < MIN_STRENGTH:
+        why = verdict["feedback"]["warning"] or "it is easy to guess"
+        hint = " ".join(verdict["feedback"]["suggestions"][:1])
+        raise WhetstoneError(f"that password is too weak: {why.rstrip('.')}. {hint}".strip())
+
+
 def set_owner(store: Store, name: str, password: str) -> Owner:
     """Create an owner, or set the password of an existing one."""
     name = name.strip()
     if not name or len(name) > 64:
         raise WhetstoneError("an owner name has 1 to 64 characters")
-    if len(password) < MIN_PASSWORD:
-        raise WhetstoneError(f"a password needs at least {MIN_PASSWORD} characters")
+    check_password(password)
     hashed = hash_password(password)
     with db.write(store) as conn:
         found = conn.execute(select(db.owners.c.id).where(db.owners.c.name == name)).first()

@@ -30,15 +30,29 @@ def to_jsonl(records: Sequence[FeedbackJudgment]) -> str:
     return "".join(json.dumps(_row(j), ensure_ascii=False) + "\n" for j in records)
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""What a spreadsheet reads as the start of a formula (OWASP's list for CSV injection)."""
+
+
+def safe_cell(value: object) -> object:
+    """A text cell that a spreadsheet would run as a formula, quoted with a leading ``'``;
+    numbers and other text unchanged."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def to_csv(records: Sequence[FeedbackJudgment]) -> str:
-    """A CSV table with a header; empty cells for unanswered questions."""
+    """A CSV table with a header; empty cells for unanswered questions, and text that would
+    start a spreadsheet formula quoted (see `safe_cell`)."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=FIELDS, lineterminator="\n")
+    # CRLF rows (RFC 4180): a cell holding \r or \n is then quoted, so it cannot split a row
+    writer = csv.DictWriter(buffer, fieldnames=FIELDS, lineterminator="\r\n")
     writer.writeheader()
     for j in records:
         row = _row(j)
         row["tags"] = ";".join(j.tags)
-        writer.writerow({k: "" if v is None else v for k, v in row.items()})
+        writer.writerow({k: "" if v is None else safe_cell(v) for k, v in row.items()})
     return buffer.getvalue()
 
 

@@ -3,6 +3,7 @@ one reply at a time per conversation."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -116,6 +117,44 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+class CatchAll:
+    """Answer an unexpected error with a clear 500 (JSON for JSON clients, else a short page)
+    inside the other protections, instead of the server's plain-text 500; the error is logged."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            logging.getLogger("whetstone.feedback").exception("unexpected error")
+            if started:  # a stream under way: nothing more can be said
+                return
+            wants_json = b"application/json" in dict(scope.get("headers") or []).get(
+                b"accept", b""
+            ) or str(scope.get("path", "")).endswith(("/send", ".json"))
+            if wants_json:
+                body, kind = b'{"error": "something went wrong on the server"}', b"application/json"
+            else:
+                body = b"<!doctype html><title>Error</title><p>Something went wrong on the server."
+                kind = b"text/html; charset=utf-8"
+            headers = [(b"content-type", kind), (b"content-length", str(len(body)).encode())]
+            await send({"type": "http.response.start", "status": 500, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
 
 
 class RateLimiter:

@@ -1,0 +1,96 @@
+"""Attacks on the studio that used to succeed: formula cells in CSV exports, weak owner
+passwords, and inputs that made the server answer a plain-text 500."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+
+from whetstone.errors import WhetstoneError
+from whetstone.feedback import auth
+from whetstone.feedback.export import to_csv
+from whetstone.records import FeedbackJudgment
+from whetstone.store import Store
+
+from .test_app import create, csrf_of, invite_links, sign_in
+
+FORMULAS = ['=HYPERLINK("http://x")', "+1+1", "-2+3", "@SUM(A1)", "\t=1", "\r=1"]
+
+
+def judgment(**fields: object) -> FeedbackJudgment:
+    base = {"campaign": "c", "mode": "review", "item_id": "1", "participant": "ann"}
+    return FeedbackJudgment.model_validate(
+        {**base, "model": "m", "prompt": "p", "output": "o", **fields}
+    )
+
+
+@pytest.mark.parametrize("text", FORMULAS)
+def test_a_cell_a_spreadsheet_would_run_is_quoted(text: str) -> None:
+    records = [
+        judgment(comment=text, output=text, prompt=text, tags=[text.strip(), "ok"], likert=2),
+        judgment(comment="fine - really", output="-", likert=4),
+    ]
+    rows = list(csv.DictReader(io.StringIO(to_csv(records), newline="")))
+    for field in ("comment", "output", "prompt", "tags"):
+        assert rows[0][field].startswith("'"), (field, rows[0][field])
+    # the text itself survives after the quote; numbers and ordinary text are untouched
+    assert rows[0]["comment"] == "'" + text and rows[0]["likert"] == "2"
+    assert rows[1]["comment"] == "fine - really" and rows[1]["likert"] == "4"
+    assert rows[1]["output"] == "'-"
+
+
+@pytest.mark.parametrize(
+    "password", [" " * 8, "12345678", "password1", "qwertyuiop", "aaaaaaaaaaaa", "iloveyou99"]
+)
+def test_weak_passwords_are_refused(store: Store, password: str) -> None:
+    with pytest.raises(WhetstoneError, match="too weak"):
+        auth.set_owner(store, "olga", password)
+
+
+def test_a_strong_password_is_accepted(store: Store) -> None:
+    assert auth.set_owner(store, "olga", "correct horse battery").name == "olga"
+
+
+def test_out_of_range_ids_and_deep_json_get_clear_answers(
+    app_store: Store, client: TestClient
+) -> None:
+    csrf = sign_in(client)
+    campaign_id = create(client, csrf)
+    (link,) = invite_links(client, csrf, campaign_id, "ann")
+    page = client.get(link)
+    token = csrf_of(page.text)
+    for path in ("rate", "skip"):
+        answer = client.post(
+            f"{link}/{path}", data={"csrf": token, "assignment_id": str(10**30), "thumbs": "up"}
+        )
+        assert answer.status_code == 400, (path, answer.status_code)
+        assert "content-security-policy" in answer.headers
+    chat_csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert chat_csrf
+    deep = client.post(
+        f"{link}/chat/send",
+        content="[" * 100000,
+        headers={"x-csrf-token": chat_csrf.group(1), "content-type": "application/json"},
+    )
+    assert deep.status_code == 400 and "expected JSON" in deep.json()["error"]
+
+
+def test_an_unexpected_error_is_a_page_with_the_protections(
+    app_store: Store, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from whetstone.feedback import app as studio_app
+
+    sign_in(client)
+
+    def broken(*args: object, **kwargs: object) -> object:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(studio_app, "list_campaigns", broken)
+    answer = client.get("/owner")
+    assert answer.status_code == 500
+    assert "Something went wrong" in answer.text and "a bug" not in answer.text
+    assert "content-security-policy" in answer.headers
