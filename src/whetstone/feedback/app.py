@@ -65,6 +65,7 @@ from whetstone.feedback.participants import Participant, invite, participant_for
 from whetstone.feedback.prompts import parse_jsonl_lines
 from whetstone.feedback.ratings import AnswerRating, RatingError, Submission, submit
 from whetstone.feedback.security import (
+    HEADERS,
     BodyLimit,
     CatchAll,
     InFlight,
@@ -349,6 +350,7 @@ def create_app(
         limit=settings.max_body_bytes,
         upload_limit=settings.max_upload_bytes,
         upload_paths=(NEW_CAMPAIGN_PATH,),
+        headers=HEADERS,
     )
     return app
 

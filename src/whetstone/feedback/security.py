@@ -6,14 +6,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from whetstone.asgi import ASGIApp, BodyLimit, Message, Receive, Scope, Send
+
+__all__ = ["CSP", "HEADERS", "BodyLimit", "CatchAll", "InFlight", "RateLimiter", "SecurityHeaders"]
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -29,73 +25,6 @@ HEADERS = [
     (b"referrer-policy", b"no-referrer"),
     (b"cross-origin-opener-policy", b"same-origin"),
 ]
-
-
-class TooLarge(Exception):
-    """A request body over the limit."""
-
-
-class BodyLimit:
-    """Refuse request bodies over ``limit`` bytes (``upload_limit`` on upload paths) with 413.
-
-    Checks Content-Length first, then counts the bytes actually received (chunked uploads).
-    """
-
-    def __init__(
-        self, app: ASGIApp, limit: int, upload_limit: int, upload_paths: tuple[str, ...]
-    ) -> None:
-        self.app = app
-        self.limit = limit
-        self.upload_limit = upload_limit
-        self.upload_paths = upload_paths
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        path = scope.get("path", "")
-        limit = self.upload_limit if path in self.upload_paths else self.limit
-        headers = dict(scope.get("headers") or [])
-        length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            await _refuse(send, limit)
-            return
-        received = 0
-        started = False
-
-        async def counted() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise TooLarge
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, counted, tracking_send)
-        except TooLarge:
-            if not started:
-                await _refuse(send, limit)
-
-
-async def _refuse(send: Send, limit: int) -> None:
-    """A plain-text 413 response."""
-    body = f"request body too large (limit {limit} bytes)\n".encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [(b"content-type", b"text/plain; charset=utf-8"), *HEADERS],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 class SecurityHeaders:

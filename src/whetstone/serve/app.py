@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hmac
 import json
 import secrets
 import threading
@@ -37,6 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from whetstone.asgi import BodyLimit
 from whetstone.errors import missing_extra
 from whetstone.models.base import GenerationRequest, TokenLogprob, TokenModel
 
@@ -79,7 +81,25 @@ MIN_LOGPROB = -9999.0
 
 PROMPT_FORMS = "a string, a list of strings, a list of token ids or a list of lists of token ids"
 
-ERROR_TYPES = {400: "BadRequestError", 404: "NotFoundError", 405: "MethodNotAllowed"}
+ERROR_TYPES = {
+    400: "BadRequestError",
+    401: "AuthenticationError",
+    404: "NotFoundError",
+    405: "MethodNotAllowed",
+    413: "RequestTooLargeError",
+}
+MIN_TEMPERATURE = 1e-3
+"""The smallest non-zero temperature (below it the softmax overflows; 0 is greedy)."""
+
+
+@dataclass(frozen=True)
+class ServeLimits:
+    """What one request may ask: tokens to generate, body size; and the bearer key, if any."""
+
+    max_tokens: int = 4096
+    max_body_bytes: int = 8 * 1024 * 1024
+    api_key: str | None = None
+
 
 T = TypeVar("T")
 
@@ -216,11 +236,13 @@ class Sampling:
     top_p: float
     seed: int
     stop: tuple[str, ...]
+    cap: int = ServeLimits.max_tokens
 
     def budget(self, model: TokenModel, n_prompt: int) -> int:
-        """Tokens to generate: `max_tokens`, or what the context leaves when it is None."""
+        """Tokens to generate: `max_tokens`, or what the context leaves (at most the server's
+        cap) when it is None."""
         if self.max_tokens is None:
-            return max(0, model.max_length - n_prompt)
+            return min(self.cap, max(0, model.max_length - n_prompt))
         return self.max_tokens
 
     def request(self, prompt: str, budget: int) -> GenerationRequest:
@@ -241,19 +263,23 @@ def _sampling(
     top_p: float | None,
     seed: int | None,
     stop: str | list[str] | None,
+    cap: int,
 ) -> Sampling:
     if max_tokens is not None and max_tokens < 0:
         raise APIError(400, f"max_tokens must be at least 0, got {max_tokens}")
+    if max_tokens is not None and max_tokens > cap:
+        raise APIError(400, f"max_tokens may be at most {cap} on this server, got {max_tokens}")
     temp = 1.0 if temperature is None else temperature
-    if temp < 0:
-        raise APIError(400, f"temperature must be non-negative, got {temp}")
+    if not (temp == 0 or MIN_TEMPERATURE <= temp <= 2):
+        raise APIError(400, f"temperature must be 0 or from {MIN_TEMPERATURE} to 2, got {temp}")
     nucleus = 1.0 if top_p is None else top_p
     if not 0 < nucleus <= 1:
         raise APIError(400, f"top_p must be in (0, 1], got {nucleus}")
+    if seed is not None and not 0 <= seed < 2**63:
+        raise APIError(400, f"seed must be from 0 to 2**63 - 1, got {seed}")
     stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
-    return Sampling(
-        max_tokens, temp, nucleus, secrets.randbits(31) if seed is None else seed, stops
-    )
+    chosen = secrets.randbits(31) if seed is None else seed
+    return Sampling(max_tokens, temp, nucleus, chosen, stops, cap)
 
 
 def _too_long(model: TokenModel, n: int, limit: int) -> APIError:
@@ -265,6 +291,7 @@ def _too_long(model: TokenModel, n: int, limit: int) -> APIError:
 
 
 def _finish_reason(model: TokenModel, text: str, budget: int) -> tuple[list[int], str]:
+    """The generated text's ids (encoded again: the protocol streams text) and why it ended."""
     ids = model.encode(text, add_special_tokens=False) if text else []
     return ids, ("length" if len(ids) >= budget else "stop")
 
@@ -272,9 +299,12 @@ def _finish_reason(model: TokenModel, text: str, budget: int) -> tuple[list[int]
 class Server:
     """The request handlers, bound to one model and the name it is served under."""
 
-    def __init__(self, model: TokenModel, model_name: str) -> None:
+    def __init__(
+        self, model: TokenModel, model_name: str, limits: ServeLimits | None = None
+    ) -> None:
         self.model = model
         self.model_name = model_name
+        self.limits = limits or ServeLimits()
         self.worker = ModelWorker(model)
 
     def check_model(self, name: str | None) -> str:
@@ -405,7 +435,12 @@ class Server:
         if request.stream and request.logprobs is not None:
             raise APIError(400, "logprobs are not available while streaming")
         sampling = _sampling(
-            request.max_tokens, request.temperature, request.top_p, request.seed, request.stop
+            request.max_tokens,
+            request.temperature,
+            request.top_p,
+            request.seed,
+            request.stop,
+            self.limits.max_tokens,
         )
         limit = self.model.max_length + (1 if request.max_tokens == 0 else 0)
         return name, sampling, limit
@@ -475,7 +510,12 @@ class Server:
         if max_tokens is not None and max_tokens < 1:
             raise APIError(400, f"max_tokens must be at least 1, got {max_tokens}")
         sampling = _sampling(
-            max_tokens, request.temperature, request.top_p, request.seed, request.stop
+            max_tokens,
+            request.temperature,
+            request.top_p,
+            request.seed,
+            request.stop,
+            self.limits.max_tokens,
         )
         messages = [{"role": m.role, "content": m.text()} for m in request.messages]
         return name, sampling, messages
@@ -597,15 +637,38 @@ def _one_line(exc: BaseException) -> str:
 # -- the application -----------------------------------------------------------------------
 
 
-def create_app(model: TokenModel, model_name: str, *, tokenize_endpoints: bool = True) -> FastAPI:
+def create_app(
+    model: TokenModel,
+    model_name: str,
+    *,
+    tokenize_endpoints: bool = True,
+    limits: ServeLimits | None = None,
+) -> FastAPI:
     """The FastAPI application serving `model` as `model_name`.
 
     `tokenize_endpoints=False` leaves out `/tokenize` and `/detokenize`, as servers other than
-    vLLM do (tests use it to exercise clients' fallbacks).
+    vLLM do (tests use it to exercise clients' fallbacks). `limits` caps what a request may
+    ask and, with an API key, requires ``Authorization: Bearer KEY`` on every path but
+    ``/health``. Every error, unexpected ones included, is OpenAI's error JSON.
     """
-    server = Server(model, model_name)
+    server = Server(model, model_name, limits)
     app = FastAPI(title="whetstone serve", version="1")
     app.state.server = server
+    key = server.limits.api_key
+
+    @app.middleware("http")
+    async def _bearer(request: Request, call_next: Callable[[Request], Any]) -> Any:
+        if key is not None and request.url.path != "/health":
+            given = request.headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {key}".encode()):
+                return error_response(401, "missing or incorrect API key (Authorization: Bearer)")
+        return await call_next(request)
+
+    app.add_middleware(BodyLimit, limit=server.limits.max_body_bytes, refusal=_json_refusal)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        return error_response(500, f"the server failed: {type(exc).__name__}")
 
     @app.exception_handler(APIError)
     async def _api_error(_: Request, exc: APIError) -> JSONResponse:
@@ -661,10 +724,28 @@ def create_app(model: TokenModel, model_name: str, *, tokenize_endpoints: bool =
     return app
 
 
-def serve(model: TokenModel, name: str, host: str = "127.0.0.1", port: int = 8000) -> None:
+def _json_refusal(limit: int) -> tuple[bytes, bytes]:
+    body = ErrorResponse(
+        error=ErrorInfo(
+            message=f"request body too large (limit {limit} bytes)",
+            type=ERROR_TYPES[413],
+            code=413,
+        )
+    )
+    return b"application/json", body.model_dump_json().encode()
+
+
+def serve(
+    model: TokenModel,
+    name: str,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    limits: ServeLimits | None = None,
+) -> None:
     """Serve `model` as `name` on `host:port` until interrupted."""
     try:
         import uvicorn
     except ImportError as exc:
         raise missing_extra("uvicorn", "serve") from exc
-    uvicorn.run(create_app(model, name), host=host, port=port, log_level="info")
+    app = create_app(model, name, limits=limits)
+    uvicorn.run(app, host=host, port=port, log_level="info")
