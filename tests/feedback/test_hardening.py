@@ -6,16 +6,20 @@ from __future__ import annotations
 import csv
 import io
 import re
+import shutil
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
+from whetstone.data import examples_dir
 from whetstone.errors import WhetstoneError
 from whetstone.feedback import auth
 from whetstone.feedback.export import to_csv
 from whetstone.records import FeedbackJudgment
 from whetstone.store import Store
 
+from .conftest import make_client
 from .test_app import create, csrf_of, invite_links, sign_in
 
 FORMULAS = ['=HYPERLINK("http://x")', "+1+1", "-2+3", "@SUM(A1)", "\t=1", "\r=1"]
@@ -94,3 +98,70 @@ def test_an_unexpected_error_is_a_page_with_the_protections(
     assert answer.status_code == 500
     assert "Something went wrong" in answer.text and "a bug" not in answer.text
     assert "content-security-policy" in answer.headers
+
+
+def _studio(store: Store, data_root: Path | None) -> TestClient:
+    return make_client(store, data_root=data_root)
+
+
+def _task_form(csrf: str, task_path: str) -> dict[str, object]:
+    return {
+        "csrf": csrf,
+        "name": f"from {task_path}"[:60],
+        "mode": "review",
+        "models": "m0=fake:0",
+        "questions": ["thumbs"],
+        "source": "task",
+        "task_path": task_path,
+        "limit": "3",
+        "max_new_tokens": "8",
+    }
+
+
+def test_owners_read_files_only_inside_the_data_folder(app_store: Store, tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    root.mkdir()
+    for name in ("support_qa.yaml", "support_qa.jsonl", "support_qa_train.jsonl"):
+        shutil.copy(examples_dir() / name, root / name)
+    secret = tmp_path / "secret.jsonl"
+    secret.write_text('{"question": "root:x:0:0", "answer": "s3cr3t-answer"}\n')
+    (root / "link.yaml").symlink_to(Path("/etc/passwd"))
+    (root / "leak.yaml").write_text(
+        (root / "support_qa.yaml").read_text().replace("support_qa.jsonl", str(secret))
+    )
+    with _studio(app_store, root) as client:
+        csrf = sign_in(client)
+        ok = client.post("/owner/new", data=_task_form(csrf, "support_qa.yaml"))
+        assert ok.status_code == 200 and "/owner/campaigns/" in ok.url.path
+        refused = {
+            "/etc/passwd": "is outside the studio",
+            "../secret.jsonl": "is outside the studio",
+            "link.yaml": "is outside the studio",
+            "leak.yaml": "is outside the studio",
+            "~/.bashrc": "not found in the data folder",  # no home folder: a name in the root
+        }
+        for path, words in refused.items():
+            answer = client.post("/owner/new", data=_task_form(csrf, path))
+            assert answer.status_code == 400 and words in answer.text, path
+            assert "root:x" not in answer.text and "s3cr3t" not in answer.text, path
+        upload = client.post(
+            "/owner/new",
+            data={"csrf": csrf},
+            files={
+                "config_file": (
+                    "c.yaml",
+                    f"name: up\nmode: review\nmodels: [{{spec: fake:0}}]\n"
+                    f"prompts: {{jsonl: {secret}}}\n",
+                    "text/yaml",
+                )
+            },
+        )
+        assert upload.status_code == 400 and "is outside the studio" in upload.text
+
+
+def test_without_a_data_folder_no_file_is_read(app_store: Store) -> None:
+    with _studio(app_store, None) as client:
+        csrf = sign_in(client)
+        answer = client.post("/owner/new", data=_task_form(csrf, "/etc/passwd"))
+        assert answer.status_code == 400 and "reads no files" in answer.text
+        assert "root:" not in answer.text

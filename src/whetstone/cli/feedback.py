@@ -73,6 +73,10 @@ def serve_command(
     submissions_per_minute: Annotated[
         float, typer.Option(help="Rating submissions allowed per participant and minute.")
     ] = 120.0,
+    data_root: Annotated[
+        Path | None,
+        typer.Option(help="The folder whose task and JSONL files owners may use in the form."),
+    ] = None,
 ) -> None:
     """Serve the feedback studio (owner pages, participant links, chat, exports)."""
     import uvicorn
@@ -81,6 +85,8 @@ def serve_command(
     from whetstone.feedback.app import AppSettings, create_app
     from whetstone.store import Store
 
+    if data_root is not None and not data_root.is_dir():
+        raise WhetstoneError(f"--data-root {data_root}: not a folder")
     store = Store(db)
     if not auth.has_owner(store):
         password = secrets.token_urlsafe(12)
@@ -94,6 +100,7 @@ def serve_command(
         generate=generate,
         secure_cookies=secure_cookies,
         submissions_per_minute=submissions_per_minute,
+        data_root=data_root,
     )
     app = create_app(store, settings)
     console.print(f"Feedback studio on http://{host}:{port}/ (database {store.url})")

@@ -99,6 +99,9 @@ class AppSettings(BaseModel):
     """Base of the invitation links (default: the address the owner's browser used)."""
     n_boot: int = 1000
     """Bootstrap resamples for the dashboard's intervals."""
+    data_root: Path | None = None
+    """The folder whose files owners may name in the campaign form (task files, JSONL,
+    taxonomies); outside it, and without it, no file is read."""
 
 
 class PageError(Exception):
@@ -449,7 +452,11 @@ def _owner_routes(app: FastAPI, studio: Studio) -> None:
             config = await _config_from_form(form)
             campaign = await run_in_threadpool(
                 lambda: create_campaign(
-                    store, config, base_dir=Path.cwd(), owner_id=session.owner.id
+                    store,
+                    config,
+                    base_dir=studio.settings.data_root,
+                    owner_id=session.owner.id,
+                    confined=True,
                 )
             )
         except WhetstoneError as err:

@@ -16,7 +16,7 @@ from sqlalchemy import func, select, update
 from whetstone.errors import ConfigError, WhetstoneError
 from whetstone.feedback import db
 from whetstone.feedback.config import CampaignConfig, Mode, PromptItem, PromptSource
-from whetstone.feedback.prompts import CampaignItem, load_prompts
+from whetstone.feedback.prompts import CampaignItem, inside, load_prompts
 from whetstone.store import Store
 
 CampaignStatus = Literal["open", "closed"]
@@ -46,7 +46,9 @@ def unit_key(item_id: str, model_a: str, model_b: str | None = None) -> str:
     return json.dumps([item_id, model_a, model_b], ensure_ascii=False)
 
 
-def resolve_categories(config: CampaignConfig, base_dir: Path | None) -> list[str]:
+def resolve_categories(
+    config: CampaignConfig, base_dir: Path | None, confined: bool = False
+) -> list[str]:
     """The error-category tags offered: the config's list, else the diagnosis taxonomy's names."""
     if config.categories is not None:
         names = [c.strip() for c in config.categories if c.strip()]
@@ -60,6 +62,8 @@ def resolve_categories(config: CampaignConfig, base_dir: Path | None) -> list[st
         path = Path(config.taxonomy).expanduser()
         if not path.is_absolute() and base_dir is not None:
             path = base_dir / path
+        if confined:
+            path = inside(path, base_dir, "taxonomy", str(config.taxonomy))
     return load_taxonomy(path).names()
 
 
@@ -83,17 +87,20 @@ def create_campaign(
     *,
     base_dir: Path | str | None = None,
     owner_id: int | None = None,
+    confined: bool = False,
 ) -> Campaign:
     """Store a new campaign with its items, pending answers and units; returns it.
 
-    Paths in ``config`` (task, JSONL, taxonomy) are relative to ``base_dir``. The answers are
-    generated afterwards (``generate_answers`` or the server's background worker).
+    Paths in ``config`` (task, JSONL, taxonomy) are relative to ``base_dir`` (and, when
+    ``confined``, must stay inside it: the web app's owners read only its data folder). The
+    answers are generated afterwards (``generate_answers`` or the server's background worker).
     """
     base = Path(base_dir) if base_dir is not None else None
     config = config.model_copy(deep=True)
     if config.question("tags") is not None:
-        config.categories = resolve_categories(config, base)
-    items = load_prompts(config.prompts, base) if config.prompts is not None else []
+        config.categories = resolve_categories(config, base, confined)
+    prompts = config.prompts
+    items = load_prompts(prompts, base, confined=confined) if prompts is not None else []
     if config.mode == "chat":
         # chat prompts are only suggestions: a few kept in the config, not items to answer
         if items:

@@ -23,14 +23,19 @@ class CampaignItem(BaseModel):
     reference: str | None = None
 
 
-def load_prompts(source: PromptSource, base_dir: Path | None = None) -> list[CampaignItem]:
-    """The items of ``source`` (paths relative to ``base_dir``), checked for unique ids."""
+def load_prompts(
+    source: PromptSource, base_dir: Path | None = None, *, confined: bool = False
+) -> list[CampaignItem]:
+    """The items of ``source`` (paths relative to ``base_dir``), checked for unique ids.
+
+    ``confined``: every file read (the JSONL, the task file and the data files it names) must
+    lie inside ``base_dir`` once links are followed, as the web app requires of owners."""
     if source.items is not None:
         items = [_from_inline(i, item) for i, item in enumerate(source.items)]
     elif source.jsonl is not None:
-        items = read_jsonl(_path(source.jsonl, base_dir, "prompts.jsonl"), source)
+        items = read_jsonl(_path(source.jsonl, base_dir, "prompts.jsonl", confined), source)
     else:
-        items = _from_task(source, base_dir)
+        items = _from_task(source, base_dir, confined)
     if source.limit is not None:
         items = items[: source.limit]
     if not items:
@@ -45,11 +50,29 @@ def load_prompts(source: PromptSource, base_dir: Path | None = None) -> list[Cam
     return items
 
 
-def _path(raw: str, base_dir: Path | None, field: str) -> Path:
-    """A file path from the config, relative to the config's folder."""
-    path = Path(raw).expanduser()
+def inside(path: Path, root: Path | None, field: str, raw: str) -> Path:
+    """``path`` when it resolves inside ``root``; else a ConfigError that names only what the
+    owner typed."""
+    if root is None:
+        raise ConfigError(
+            f"field '{field}': this studio reads no files (start it with a data folder)"
+        )
+    resolved = path.resolve()
+    if not resolved.is_relative_to(root.resolve()):
+        raise ConfigError(f"field '{field}': {raw!r} is outside the studio's data folder")
+    return resolved
+
+
+def _path(raw: str, base_dir: Path | None, field: str, confined: bool = False) -> Path:
+    """A file path from the config, relative to the config's folder (inside it when
+    ``confined``)."""
+    path = Path(raw) if confined else Path(raw).expanduser()
     if not path.is_absolute() and base_dir is not None:
         path = base_dir / path
+    if confined:
+        path = inside(path, base_dir, field, raw)
+        if not path.is_file():
+            raise ConfigError(f"field '{field}': file {raw!r} not found in the data folder")
     if not path.is_file():
         raise ConfigError(f"field '{field}': file {raw!r} not found (looked for {path})")
     return path
@@ -108,12 +131,14 @@ def _from_row(row: dict[str, Any], index: int, where: str, source: PromptSource)
     )
 
 
-def _from_task(source: PromptSource, base_dir: Path | None) -> list[CampaignItem]:
+def _from_task(
+    source: PromptSource, base_dir: Path | None, confined: bool = False
+) -> list[CampaignItem]:
     """The rendered prompts (few-shot examples included) of a task file's items."""
     from whetstone.tasks import load_fewshot, load_items, load_tasks
     from whetstone.tasks.prompts import answer_text, build_prompt
 
-    tasks = load_tasks(_path(source.task or "", base_dir, "prompts.task"))
+    tasks = load_tasks(_path(source.task or "", base_dir, "prompts.task", confined))
     if source.task_name is not None:
         tasks = [t for t in tasks if t.name == source.task_name]
         if not tasks:
@@ -124,6 +149,12 @@ def _from_task(source: PromptSource, base_dir: Path | None) -> list[CampaignItem
         names = ", ".join(t.name for t in tasks)
         raise ConfigError(f"field 'prompts.task_name': the suite holds {names}; name one")
     task = tasks[0]
+    if confined:  # the data files the task names, too
+        wanted = [task.data.path] + (
+            [task.fewshot.path] if task.fewshot and task.fewshot.path else []
+        )
+        for data in wanted:
+            inside(task.resolve(data), base_dir, "prompts.task", data)
     if task.kind == "perplexity":
         raise ConfigError(f"task {task.name!r} is a perplexity task: it has no prompts to answer")
     rows = load_items(task, limit=source.limit)
