@@ -165,3 +165,25 @@ def test_without_a_data_folder_no_file_is_read(app_store: Store) -> None:
         answer = client.post("/owner/new", data=_task_form(csrf, "/etc/passwd"))
         assert answer.status_code == 400 and "reads no files" in answer.text
         assert "root:" not in answer.text
+
+
+def _login(client: TestClient, name: str, password: str, **headers: str) -> int:
+    page = client.get("/login")
+    form = {"name": name, "password": password, "csrf": csrf_of(page.text)}
+    return client.post("/login", data=form, headers=headers).status_code
+
+
+def test_failed_sign_ins_are_limited_per_address_and_account(app_store: Store) -> None:
+    with make_client(app_store, logins_per_minute=3) as client:
+        # the app keys on the socket peer, so a forged X-Forwarded-For buys no fresh address
+        # (and `feedback serve` starts uvicorn with proxy_headers off unless --trusted-proxy)
+        guesses = [
+            _login(client, "olga", f"wrong {i}", **{"x-forwarded-for": f"10.0.0.{i}"})
+            for i in range(5)
+        ]
+        assert guesses == [401, 401, 401, 429, 429]
+    with make_client(app_store, logins_per_minute=3) as client:
+        # failures on one account do not block another, and a right password costs nothing
+        assert [_login(client, "olga", "correct horse battery") for _ in range(5)] == [200] * 5
+        assert [_login(client, "other", f"wrong {i}") for i in range(3)] == [401] * 3
+        assert _login(client, "other", "correct horse battery") == 429

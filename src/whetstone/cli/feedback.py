@@ -77,6 +77,10 @@ def serve_command(
         Path | None,
         typer.Option(help="The folder whose task and JSONL files owners may use in the form."),
     ] = None,
+    trusted_proxy: Annotated[
+        str | None,
+        typer.Option(help="Address of a reverse proxy whose X-Forwarded-For is believed."),
+    ] = None,
 ) -> None:
     """Serve the feedback studio (owner pages, participant links, chat, exports)."""
     import uvicorn
@@ -104,7 +108,13 @@ def serve_command(
     )
     app = create_app(store, settings)
     console.print(f"Feedback studio on http://{host}:{port}/ (database {store.url})")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    # uvicorn believes X-Forwarded-For from 127.0.0.1 by default: only from a named proxy here
+    proxy = (
+        {"proxy_headers": True, "forwarded_allow_ips": trusted_proxy}
+        if trusted_proxy
+        else {"proxy_headers": False}
+    )
+    uvicorn.run(app, host=host, port=port, log_level="warning", **proxy)
 
 
 @feedback_app.command("owner")

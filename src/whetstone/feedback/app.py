@@ -125,7 +125,8 @@ def _redirect(url: str) -> RedirectResponse:
 
 
 def _client(request: Request) -> str:
-    """The client address (for rate-limiting sign-ins)."""
+    """The client address (for rate-limiting sign-ins): the socket's peer, since the server
+    trusts no forwarding header unless started with --trusted-proxy."""
     return request.client.host if request.client else "unknown"
 
 
@@ -403,12 +404,17 @@ def _owner_routes(app: FastAPI, studio: Studio) -> None:
         cookie = request.cookies.get(LOGIN_COOKIE) or ""
         if not cookie or not auth.same_token(_text(form, "csrf"), cookie):
             raise PageError(403, "The sign-in form has expired; reload it.")
-        if not studio.logins.allow(_client(request)):
-            raise PageError(429, "Too many sign-in attempts; wait a minute.")
+        # failed sign-ins are limited per address and per account name: a right password
+        # costs nothing, and guessing one account from many addresses is limited too
+        keys = (f"ip:{_client(request)}", f"account:{_text(form, 'name').strip().lower()}")
+        if not all(studio.logins.has_room(k) for k in keys):
+            raise PageError(429, "Too many failed sign-ins; wait a minute.")
         owner = await run_in_threadpool(
             auth.authenticate, store, _text(form, "name"), _text(form, "password")
         )
         if owner is None:
+            for key in keys:
+                studio.logins.allow(key)
             return _render("login.html", 401, csrf=cookie, error="Wrong name or password.")
         token, _ = await run_in_threadpool(
             auth.open_session, store, owner, studio.settings.session_hours

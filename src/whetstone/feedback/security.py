@@ -95,6 +95,13 @@ class RateLimiter:
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
 
+    def has_room(self, key: str) -> bool:
+        """Whether the key's bucket holds a token (none is taken)."""
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(key, (self.burst, now))
+            return min(self.burst, tokens + (now - last) * self.rate) >= 1.0
+
     def allow(self, key: str) -> bool:
         """Take one token from the key's bucket; False when it is empty."""
         now = time.monotonic()
