@@ -7,6 +7,7 @@ import csv
 import io
 import re
 import shutil
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -187,3 +188,66 @@ def test_failed_sign_ins_are_limited_per_address_and_account(app_store: Store) -
         assert [_login(client, "olga", "correct horse battery") for _ in range(5)] == [200] * 5
         assert [_login(client, "other", f"wrong {i}") for i in range(3)] == [401] * 3
         assert _login(client, "other", "correct horse battery") == 429
+
+
+def test_a_revoked_or_expired_link_no_longer_opens_the_campaign(
+    app_store: Store, client: TestClient
+) -> None:
+    from sqlalchemy import update
+
+    from whetstone.feedback import db
+
+    csrf = sign_in(client)
+    campaign_id = create(client, csrf)
+    ann, bob, cat = invite_links(client, csrf, campaign_id, "ann", "bob", "cat")
+    assert all(client.get(link).status_code == 200 for link in (ann, bob, cat))
+    revoked = client.post(
+        f"/owner/campaigns/{campaign_id}/revoke", data={"csrf": csrf, "name": "ann"}
+    )
+    assert revoked.status_code == 200
+    assert client.get(ann).status_code == 404
+    token = csrf_of(client.get(bob).text)
+    # a hand-made POST with the revoked link is refused too
+    assert client.post(f"{ann}/skip", data={"csrf": token, "assignment_id": "1"}).status_code == 404
+    again = client.post(
+        f"/owner/campaigns/{campaign_id}/revoke", data={"csrf": csrf, "name": "ann"}
+    )
+    assert again.status_code == 400
+    # bob's link expires: its time is set into the past
+    with db.write(app_store) as conn:
+        conn.execute(
+            update(db.participants)
+            .where(db.participants.c.name == "bob")
+            .values(expires_at=db.now() - timedelta(seconds=1))
+        )
+    assert client.get(bob).status_code == 404 and client.get(cat).status_code == 200
+
+
+def test_the_cli_revokes_and_sets_the_validity(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tests.feedback.conftest import config
+    from whetstone.cli.main import app
+    from whetstone.feedback import create_campaign
+    from whetstone.feedback.participants import participant_for_token
+
+    url = f"sqlite:///{tmp_path / 'f.db'}"
+    with Store(url) as store:
+        campaign = create_campaign(store, config())
+    runner = CliRunner()
+    made = runner.invoke(
+        app, ["feedback", "invite", campaign.id, "ann", "--days", "2", "--db", url]
+    )
+    assert made.exit_code == 0, made.output
+    token = made.stdout.strip().rsplit("/p/", 1)[1]
+    with Store(url) as store:
+        found = participant_for_token(store, token)
+        assert found is not None and found.expires_at is not None
+        left = found.expires_at - found.created_at
+        assert timedelta(days=2) - timedelta(seconds=5) < left <= timedelta(days=2)
+    gone = runner.invoke(app, ["feedback", "revoke", campaign.id, "ann", "--db", url])
+    assert gone.exit_code == 0 and "revoked ann" in gone.stdout
+    with Store(url) as store:
+        assert participant_for_token(store, token) is None
+    twice = runner.invoke(app, ["feedback", "revoke", campaign.id, "ann", "--db", url])
+    assert twice.exit_code == 2 and "with a live link" in twice.stderr

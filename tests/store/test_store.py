@@ -84,6 +84,8 @@ EXPECTED_COLUMNS = {
         "csrf",
         "created_at",
         "last_seen_at",
+        "expires_at",
+        "revoked_at",
     ],
     "feedback_units": [
         "id",

@@ -200,6 +200,7 @@ def invite_command(
         str, typer.Option(help="Address of the feedback server.")
     ] = "http://127.0.0.1:8600",
     db: DbOption = None,
+    days: Annotated[float, typer.Option(help="Days each link stays valid.")] = 30.0,
 ) -> None:
     """Create personal invitation links (each is shown only now)."""
     from whetstone.feedback.campaigns import get_campaign
@@ -209,8 +210,30 @@ def invite_command(
     store = Store(db)
     found = get_campaign(store, campaign)
     for name in names:
-        invitation = invite(store, found.id, name)
+        invitation = invite(store, found.id, name, days)
         console.print(f"{invitation.participant.name}\t{invitation.link(base_url)}", soft_wrap=True)
+
+
+@feedback_app.command("revoke")
+@user_errors
+def revoke_command(
+    campaign: CampaignArg,
+    names: Annotated[list[str], typer.Argument(help="Participants whose links end now.")],
+    db: DbOption = None,
+) -> None:
+    """Revoke participants' invitation links (their judgments stay)."""
+    from whetstone.feedback.campaigns import get_campaign
+    from whetstone.feedback.participants import revoke
+    from whetstone.store import Store
+
+    store = Store(db)
+    found = get_campaign(store, campaign)
+    for name in names:
+        if not revoke(store, found.id, name):
+            raise WhetstoneError(
+                f"campaign {found.name!r} has no participant {name!r} with a live link"
+            )
+        console.print(f"revoked {name}")
 
 
 @feedback_app.command("list")

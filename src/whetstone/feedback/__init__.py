@@ -13,7 +13,7 @@ from whetstone.feedback.export import export_judgments
 from whetstone.feedback.generation import ModelPool, generate_answers
 from whetstone.feedback.html import render_html_section
 from whetstone.feedback.judgments import failure_cases, judgments
-from whetstone.feedback.participants import Invitation, invite
+from whetstone.feedback.participants import Invitation, invite, revoke
 from whetstone.feedback.ratings import AnswerRating, Submission, submit
 from whetstone.feedback.summary import CampaignSummary, campaign_summary
 
@@ -39,6 +39,7 @@ __all__ = [
     "next_task",
     "parse_config",
     "render_html_section",
+    "revoke",
     "skip_task",
     "submit",
 ]

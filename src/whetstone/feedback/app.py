@@ -61,7 +61,13 @@ from whetstone.feedback.generation import (
 )
 from whetstone.feedback.html import environment, render_html_section
 from whetstone.feedback.judgments import judgments
-from whetstone.feedback.participants import Participant, invite, participant_for_token
+from whetstone.feedback.participants import (
+    INVITE_DAYS,
+    Participant,
+    invite,
+    participant_for_token,
+    revoke,
+)
 from whetstone.feedback.prompts import parse_jsonl_lines
 from whetstone.feedback.ratings import AnswerRating, RatingError, Submission, submit
 from whetstone.feedback.security import (
@@ -525,15 +531,29 @@ def _owner_routes(app: FastAPI, studio: Studio) -> None:
         if not names:
             raise PageError(400, "Give at least one participant name.")
         base = studio.settings.public_url or str(request.base_url)
+        try:
+            days = float(_text(form, "valid_days") or INVITE_DAYS)
+        except ValueError as err:
+            raise PageError(400, "valid_days: expected a number of days") from err
         links: list[tuple[str, str | None, str | None]] = []
         for name in names[:500]:
             try:
-                inv = await run_in_threadpool(invite, store, campaign.id, name)
+                inv = await run_in_threadpool(invite, store, campaign.id, name, days)
             except WhetstoneError as err:
                 links.append((name, None, str(err)))
                 continue
             links.append((inv.participant.name, inv.link(base), None))
         return _render("invitations.html", session=session, campaign=campaign, links=links)
+
+    @app.post("/owner/campaigns/{campaign_id}/revoke", response_class=HTMLResponse)
+    async def revoke_link(request: Request, campaign_id: str) -> Response:
+        session = require(request)
+        campaign = studio.owned(session, campaign_id)
+        form = await checked_form(request, session)
+        name = _text(form, "name").strip()
+        if not await run_in_threadpool(revoke, store, campaign.id, name):
+            raise PageError(400, "No participant of this campaign has that name and a live link.")
+        return _redirect(f"/owner/campaigns/{campaign.id}")
 
     @app.post("/owner/campaigns/{campaign_id}/status")
     async def change_status(request: Request, campaign_id: str) -> Response:
