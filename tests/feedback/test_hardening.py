@@ -251,3 +251,15 @@ def test_the_cli_revokes_and_sets_the_validity(tmp_path: Path) -> None:
         assert participant_for_token(store, token) is None
     twice = runner.invoke(app, ["feedback", "revoke", campaign.id, "ann", "--db", url])
     assert twice.exit_code == 2 and "with a live link" in twice.stderr
+
+
+def test_a_post_from_another_site_is_refused(app_store: Store, client: TestClient) -> None:
+    csrf = sign_in(client)
+    campaign_id = create(client, csrf)
+    form = {"csrf": csrf, "names": "mallory"}
+    path = f"/owner/campaigns/{campaign_id}/invite"
+    foreign = client.post(path, data=form, headers={"origin": "https://evil.example"})
+    assert foreign.status_code == 403 and "another site" in foreign.text
+    assert "content-security-policy" in foreign.headers
+    own = client.post(path, data=form, headers={"origin": "http://testserver"})
+    assert own.status_code == 200 and "mallory" in own.text

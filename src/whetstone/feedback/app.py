@@ -75,6 +75,7 @@ from whetstone.feedback.security import (
     BodyLimit,
     CatchAll,
     InFlight,
+    OriginCheck,
     RateLimiter,
     SecurityHeaders,
 )
@@ -354,6 +355,7 @@ def create_app(
     _owner_routes(app, studio)
     _participant_routes(app, studio)
     app.add_middleware(CatchAll)
+    app.add_middleware(OriginCheck, public_url=settings.public_url)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(
         BodyLimit,
