@@ -263,3 +263,14 @@ def test_a_post_from_another_site_is_refused(app_store: Store, client: TestClien
     assert "content-security-policy" in foreign.headers
     own = client.post(path, data=form, headers={"origin": "http://testserver"})
     assert own.status_code == 200 and "mallory" in own.text
+
+
+def test_a_chat_reply_cannot_be_skipped_by_hand(app_store: Store, client: TestClient) -> None:
+    csrf = sign_in(client)
+    campaign_id = create(
+        client, csrf, mode="chat", source="none", models="m0=fake:3", questions=["thumbs"]
+    )
+    (link,) = invite_links(client, csrf, campaign_id, "ann")
+    token = csrf_of(client.get(link).text)
+    refused = client.post(f"{link}/skip", data={"csrf": token, "assignment_id": "1"})
+    assert refused.status_code == 400 and "rated, not skipped" in refused.text

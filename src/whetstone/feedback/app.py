@@ -649,7 +649,9 @@ def _participant_routes(app: FastAPI, studio: Studio) -> None:
 
     @app.post("/p/{token}/skip")
     async def skip(request: Request, token: str) -> Response:
-        participant, _campaign, form = await participant_form(request, token)
+        participant, campaign, form = await participant_form(request, token)
+        if campaign.mode == "chat":  # the next message waits for this rating: never skipped
+            raise PageError(400, "A chat reply is rated, not skipped.")
         try:
             assignment_id = row_id(_text(form, "assignment_id"))
             await run_in_threadpool(skip_task, store, participant, assignment_id)
