@@ -426,7 +426,7 @@ def test_campaigns_are_isolated(store: Store) -> None:
     )
     assert judgments(store, a.id) == []
     assert len(judgments(store, b.id)) == 1
-    with pytest.raises(WhetstoneError, match="already exists"):
+    with pytest.raises(WhetstoneError, match="is taken; pick another name"):
         create_campaign(store, cfg_b)
 
 

@@ -180,8 +180,10 @@ def create_campaign(
                     ],
                 )
     except sa_exc.IntegrityError as err:
+        # names are global (the command line finds a campaign by name); the message names
+        # neither the database nor whose campaign holds the name
         raise WhetstoneError(
-            f"a campaign named {config.name!r} already exists in {store.url!r}; pick another name"
+            f"the campaign name {config.name!r} is taken; pick another name"
         ) from err
     db.analyze(store, db.items, db.answers, db.units)
     return get_campaign(store, campaign_id)
