@@ -167,26 +167,31 @@ def stop_prefix_length(text: str, stop: Sequence[str]) -> int:
 
 class StopFilter:
     """Turns generated pieces into text safe to stream: cut at the first stop string, and a
-    tail that may begin one is held back until it is known not to."""
+    tail that may begin one is held back until it is known not to.
+
+    Only the held-back tail is kept and searched (a stop string cannot begin in text already
+    emitted: that text had no end that begins one), so a long output costs linear time.
+    """
 
     def __init__(self, stop: Sequence[str]) -> None:
         self.stop = stop
-        self.text = ""
-        self.emitted = 0
+        self.held = ""
         self.stopped = False
 
     def push(self, piece: str) -> str:
         """Add a piece; return the new text that can be emitted now."""
-        self.text += piece
-        cut, self.stopped = cut_at_stop(self.text, self.stop)
-        ready = len(cut) if self.stopped else len(cut) - stop_prefix_length(cut, self.stop)
-        out = cut[self.emitted : ready] if ready > self.emitted else ""
-        self.emitted = max(self.emitted, ready)
-        return out
+        if self.stopped:
+            return ""
+        text = self.held + piece
+        cut, self.stopped = cut_at_stop(text, self.stop)
+        if self.stopped:
+            self.held = ""
+            return cut
+        keep = stop_prefix_length(text, self.stop)
+        self.held = text[len(text) - keep :]
+        return text[: len(text) - keep]
 
     def flush(self) -> str:
-        """At the end of generation: the held-back tail, if it did not become a stop string."""
-        cut, _ = cut_at_stop(self.text, self.stop)
-        out = cut[self.emitted :]
-        self.emitted = len(cut)
+        """At the end of generation: the held-back tail (it did not become a stop string)."""
+        out, self.held = self.held, ""
         return out
