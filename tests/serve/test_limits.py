@@ -89,3 +89,37 @@ def test_an_unexpected_failure_is_500_json(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(FakeModel, "stream", broken)
     body = {"model": NAME, "prompt": "Hello", "max_tokens": 3}
     assert "RuntimeError" in error(c.post("/v1/completions", json=body), 500)
+
+
+class SlowModel(FakeModel):
+    """Five milliseconds per generated piece, and never an end of text: 4000 tokens take 20 s."""
+
+    def stream(self, request: Any) -> Any:
+        import time
+
+        for _ in range(request.max_new_tokens):
+            time.sleep(0.005)
+            yield "a"
+
+
+@pytest.mark.parametrize("path", ["/v1/completions", "/v1/chat/completions"])
+def test_a_request_whose_client_left_stops_generating(path: str) -> None:
+    import time
+
+    import httpx
+
+    from tests.serve.test_openai_http import running
+
+    long = {"model": NAME, "max_tokens": 4000, "temperature": 0}
+    long |= (
+        {"prompt": "Hi"}
+        if "chat" not in path
+        else {"messages": [{"role": "user", "content": "Hi"}]}
+    )
+    with running(create_app(SlowModel(seed=0), NAME)) as base:
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{base}{path}", json=long, timeout=1.0)
+        started = time.monotonic()
+        short = httpx.post(f"{base}{path}", json={**long, "max_tokens": 5}, timeout=60)
+        assert short.status_code == 200
+        assert time.monotonic() - started < 5  # not the 19 s the abandoned request had left

@@ -35,10 +35,11 @@ import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from whetstone.asgi import BodyLimit
+from whetstone.asgi import ASGIApp, BodyLimit, Receive, Scope, Send
 from whetstone.errors import missing_extra
 from whetstone.models.base import GenerationRequest, TokenLogprob, TokenModel
 
@@ -82,12 +83,15 @@ MIN_LOGPROB = -9999.0
 PROMPT_FORMS = "a string, a list of strings, a list of token ids or a list of lists of token ids"
 
 ERROR_TYPES = {
+    499: "ClientClosedRequest",
     400: "BadRequestError",
     401: "AuthenticationError",
     404: "NotFoundError",
     405: "MethodNotAllowed",
     413: "RequestTooLargeError",
 }
+DISCONNECT_POLL_S = 0.2
+"""How often a non-streaming request checks that its client is still there."""
 MIN_TEMPERATURE = 1e-3
 """The smallest non-zero temperature (below it the softmax overflows; 0 is greedy)."""
 
@@ -348,14 +352,35 @@ class Server:
 
     # -- completions -------------------------------------------------------------------
 
+    def _generate(self, request: GenerationRequest, cancel: threading.Event | None) -> str:
+        """The whole generated text; stops at the next piece once ``cancel`` is set (the
+        client left), so the model is free for the next request."""
+        pieces = []
+        stream = self.model.stream(request)
+        try:
+            for piece in stream:
+                if cancel is not None and cancel.is_set():
+                    raise APIError(499, "the client closed the request")
+                pieces.append(piece)
+        finally:
+            close = getattr(stream, "close", None)
+            if close:
+                close()
+        return "".join(pieces)
+
     def complete(
-        self, prompt: PreparedPrompt, sampling: Sampling, request: CompletionRequest, index: int
+        self,
+        prompt: PreparedPrompt,
+        sampling: Sampling,
+        request: CompletionRequest,
+        index: int,
+        cancel: threading.Event | None = None,
     ) -> tuple[CompletionResponseChoice, int]:
         """One choice of a completion and its number of generated tokens."""
         budget = sampling.budget(self.model, len(prompt.ids))
         generated = ""
         if budget > 0:
-            generated = "".join(self.model.stream(sampling.request(prompt.text, budget)))
+            generated = self._generate(sampling.request(prompt.text, budget), cancel)
         gen_ids, finish = _finish_reason(self.model, generated, budget)
         logprobs = None
         if request.logprobs is not None:
@@ -410,13 +435,15 @@ class Server:
             top.setdefault(self._token_str(token_id, as_ids), max(logprob, MIN_LOGPROB))
         return top
 
-    async def completions(self, request: CompletionRequest) -> CompletionResponse:
+    async def completions(
+        self, request: CompletionRequest, cancel: threading.Event | None = None
+    ) -> CompletionResponse:
         """`POST /v1/completions` without streaming."""
         name, sampling, limit = self._completion_settings(request)
         prompts = await self.worker.call(self.prepare, request.prompt, limit)
         choices, n_prompt, n_gen = [], 0, 0
         for i, p in enumerate(prompts):
-            choice, n = await self.worker.call(self.complete, p, sampling, request, i)
+            choice, n = await self.worker.call(self.complete, p, sampling, request, i, cancel)
             choices.append(choice)
             n_prompt, n_gen = n_prompt + len(p.ids), n_gen + n
         usage = UsageInfo.of(n_prompt, n_gen)
@@ -528,18 +555,22 @@ class Server:
             raise _too_long(self.model, len(ids), self.model.max_length)
         return PreparedPrompt(ids, text)
 
-    def chat(self, prompt: PreparedPrompt, sampling: Sampling) -> tuple[str, str, int]:
+    def chat(
+        self, prompt: PreparedPrompt, sampling: Sampling, cancel: threading.Event | None = None
+    ) -> tuple[str, str, int]:
         """The reply, its finish reason and its number of tokens."""
         budget = sampling.budget(self.model, len(prompt.ids))
-        text = "".join(self.model.stream(sampling.request(prompt.text, budget)))
+        text = self._generate(sampling.request(prompt.text, budget), cancel)
         ids, finish = _finish_reason(self.model, text, budget)
         return text, finish, len(ids)
 
-    async def chat_completions(self, request: ChatCompletionRequest) -> ChatCompletionResponse:
+    async def chat_completions(
+        self, request: ChatCompletionRequest, cancel: threading.Event | None = None
+    ) -> ChatCompletionResponse:
         """`POST /v1/chat/completions` without streaming."""
         name, sampling, messages = self._chat_settings(request)
         prompt = await self.worker.call(self.chat_prompt, messages)
-        text, finish, n_gen = await self.worker.call(self.chat, prompt, sampling)
+        text, finish, n_gen = await self.worker.call(self.chat, prompt, sampling, cancel)
         choice = ChatCompletionResponseChoice(
             index=0,
             message=ChatResponseMessage(content=text),
@@ -656,14 +687,9 @@ def create_app(
     app.state.server = server
     key = server.limits.api_key
 
-    @app.middleware("http")
-    async def _bearer(request: Request, call_next: Callable[[Request], Any]) -> Any:
-        if key is not None and request.url.path != "/health":
-            given = request.headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {key}".encode()):
-                return error_response(401, "missing or incorrect API key (Authorization: Bearer)")
-        return await call_next(request)
-
+    if key is not None:
+        # a plain ASGI middleware: the http-middleware decorator would hide disconnects
+        app.add_middleware(BearerKey, key=key)
     app.add_middleware(BodyLimit, limit=server.limits.max_body_bytes, refusal=_json_refusal)
 
     @app.exception_handler(Exception)
@@ -700,16 +726,18 @@ def create_app(
         return ModelList(data=[card])
 
     @app.post("/v1/completions", response_model=CompletionResponse)
-    async def completions(request: CompletionRequest) -> Any:
+    async def completions(request: CompletionRequest, http: Request) -> Any:
         if request.stream:
             return await server.stream_completions(request)
-        return await server.completions(request)
+        async with _watching(http) as cancel:
+            return await server.completions(request, cancel)
 
     @app.post("/v1/chat/completions", response_model=ChatCompletionResponse)
-    async def chat_completions(request: ChatCompletionRequest) -> Any:
+    async def chat_completions(request: ChatCompletionRequest, http: Request) -> Any:
         if request.stream:
             return await server.stream_chat_completions(request)
-        return await server.chat_completions(request)
+        async with _watching(http) as cancel:
+            return await server.chat_completions(request, cancel)
 
     if tokenize_endpoints:
 
@@ -722,6 +750,42 @@ def create_app(
             return await server.worker.call(server.detokenize, request)
 
     return app
+
+
+class BearerKey:
+    """Require ``Authorization: Bearer KEY`` on every path but ``/health`` (401 otherwise)."""
+
+    def __init__(self, app: ASGIApp, key: str) -> None:
+        self.app = app
+        self.expected = f"Bearer {key}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("path") != "/health":
+            given = dict(scope.get("headers") or []).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self.expected):
+                refused = error_response(
+                    401, "missing or incorrect API key (Authorization: Bearer)"
+                )
+                await refused(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+@asynccontextmanager
+async def _watching(http: Request) -> AsyncIterator[threading.Event]:
+    """An event set when the client of ``http`` disconnects, watched while the block runs."""
+    cancel = threading.Event()
+
+    async def watch() -> None:
+        while not await http.is_disconnected():
+            await asyncio.sleep(DISCONNECT_POLL_S)
+        cancel.set()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        yield cancel
+    finally:
+        watcher.cancel()
 
 
 def _json_refusal(limit: int) -> tuple[bytes, bytes]:
