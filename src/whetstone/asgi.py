@@ -14,6 +14,20 @@ Refusal = Callable[[int], tuple[bytes, bytes]]
 """The content type and body of a 413 answer, given the limit."""
 
 
+class Tracked:
+    """A send that remembers whether the response has started (after which no other answer
+    can be given)."""
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self.send(message)
+
+
 class TooLarge(Exception):
     """A request body over the limit."""
 
@@ -52,7 +66,6 @@ class BodyLimit:
             await self._refuse(send, limit)
             return
         received = 0
-        started = False
 
         async def counted() -> Message:
             nonlocal received
@@ -63,16 +76,11 @@ class BodyLimit:
                     raise TooLarge
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        tracked = Tracked(send)
         try:
-            await self.app(scope, counted, tracking_send)
+            await self.app(scope, counted, tracked)
         except TooLarge:
-            if not started:
+            if not tracked.started:
                 await self._refuse(send, limit)
 
     async def _refuse(self, send: Send, limit: int) -> None:

@@ -8,8 +8,6 @@ no page answered; concurrent sends on one conversation each streamed a reply.
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -32,24 +30,10 @@ from .conftest import PROMPTS
 @contextmanager
 def serving(store: Store) -> Iterator[str]:
     """The studio on a free loopback port, with its lifespan (and answer worker) running."""
-    import uvicorn
+    from tests.serve.test_openai_http import running
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    app = create_app(store, AppSettings(n_boot=50))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the studio did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
-        sock.close()
+    with running(create_app(store, AppSettings(n_boot=50)), lifespan="on") as base:
+        yield base
 
 
 def chat_campaign(store: Store, spec: str, name: str = "chat") -> Campaign:

@@ -52,12 +52,13 @@ DOCS = [
 
 
 @contextmanager
-def running(app: FastAPI) -> Iterator[str]:
-    """Serve `app` with uvicorn on a free local port in a background thread."""
+def running(app: FastAPI, lifespan: str = "off") -> Iterator[str]:
+    """Serve `app` with uvicorn on a free local port in a background thread (with its
+    lifespan, background workers included, when ``lifespan="on"``)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan=lifespan))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

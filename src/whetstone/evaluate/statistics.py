@@ -321,6 +321,21 @@ def _ratio_se(counts: np.ndarray, num: np.ndarray, den: np.ndarray) -> np.ndarra
     return np.stack([ratio, se], axis=1)
 
 
+def _studentized(
+    point: float, se: float, dist: np.ndarray, confidence: float
+) -> tuple[float, float]:
+    """Bootstrap-t interval ends from resampled (estimate, standard error) rows; the point
+    itself when no resample or the estimate has a usable error."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = (dist[:, 0] - point) / dist[:, 1]
+    t = t[np.isfinite(t)]
+    if t.size == 0 or not np.isfinite(se) or se == 0:
+        return float(point), float(point)
+    alpha = 1.0 - confidence
+    t_high, t_low = np.quantile(t, [1 - alpha / 2, alpha / 2])
+    return float(point - t_high * se), float(point - t_low * se)
+
+
 def ratio_bootstrap_ci(
     numerator: Any,
     denominator: Any,
@@ -349,15 +364,7 @@ def ratio_bootstrap_ci(
         n_boot=n_boot,
         seed=seed,
     )
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = (dist[:, 0] - ratio) / dist[:, 1]
-    t = t[np.isfinite(t)]
-    if t.size == 0 or not np.isfinite(se) or se == 0:
-        low = high = ratio
-    else:
-        alpha = 1.0 - confidence
-        t_high, t_low = np.quantile(t, [1 - alpha / 2, alpha / 2])
-        low, high = ratio - t_high * se, ratio - t_low * se
+    low, high = _studentized(ratio, se, dist, confidence)
     ends = np.asarray(transform(np.array([low, high])), dtype=float)
     return float(ends.min()), float(ends.max())
 
@@ -424,14 +431,8 @@ def paired_ratio_interval(
         n_boot=n_boot,
         seed=seed,
     )
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = (dist[:, 0] - diff) / dist[:, 1]
-    t = t[np.isfinite(t)]
-    if t.size == 0 or not np.isfinite(se) or se == 0:
-        return float(diff), float(diff), float(diff)
-    alpha = 1.0 - confidence
-    t_high, t_low = np.quantile(t, [1 - alpha / 2, alpha / 2])
-    return float(diff), float(diff - t_high * se), float(diff - t_low * se)
+    low, high = _studentized(diff, se, dist, confidence)
+    return float(diff), low, high
 
 
 def wilson_ci(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:

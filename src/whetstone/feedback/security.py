@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 
-from whetstone.asgi import ASGIApp, BodyLimit, Message, Receive, Scope, Send
+from whetstone.asgi import ASGIApp, BodyLimit, Message, Receive, Scope, Send, Tracked
 
 __all__ = [
     "CSP",
@@ -99,19 +99,12 @@ class CatchAll:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        tracked = Tracked(send)
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, receive, tracked)
         except Exception:
             logging.getLogger("whetstone.feedback").exception("unexpected error")
-            if started:  # a stream under way: nothing more can be said
+            if tracked.started:  # a stream under way: nothing more can be said
                 return
             wants_json = b"application/json" in dict(scope.get("headers") or []).get(
                 b"accept", b""
