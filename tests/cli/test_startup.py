@@ -24,6 +24,7 @@ HEAVY = {
     "optuna",
     "ray",
     "httpx",
+    "pydantic",
 }
 
 PROBE = """

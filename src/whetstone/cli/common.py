@@ -5,14 +5,16 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from whetstone.errors import WhetstoneError
-from whetstone.records import MetricValue, RunResult, TaskResult
+
+if TYPE_CHECKING:
+    from whetstone.records import MetricValue, RunResult, TaskResult
 
 console = Console()
 err_console = Console(stderr=True)
