@@ -61,19 +61,24 @@ BACKEND_CASES: dict[str, Callable[[pytest.FixtureRequest], Iterator[LanguageMode
     "gguf": _gguf,
 }
 SLOW_BACKENDS = {"default", "gguf"}
+"""Backends of the embedded model: checked with the slow tests."""
 #: Backends checked elsewhere, with where.
 ELSEWHERE = {
     "int8": "tests/pipeline/test_quickstart.py evaluates a quantized folder through it",
 }
 
 
-@pytest.mark.parametrize("name", BACKENDS.names())
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.slow) if n in SLOW_BACKENDS else n
+        for n in BACKENDS.names()
+    ],
+)
 def test_every_backend_conforms(name: str, request: pytest.FixtureRequest) -> None:
     if name in ELSEWHERE:
         pytest.skip(ELSEWHERE[name])
     assert name in BACKEND_CASES, f"backend {name!r} has no conformance case"
-    if name in SLOW_BACKENDS and "not slow" in (request.config.getoption("-m") or ""):
-        pytest.skip("the embedded model's backends are checked with the slow tests")
     cases = BACKEND_CASES[name](request)
     try:
         check_backend(next(cases))

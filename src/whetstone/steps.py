@@ -79,8 +79,9 @@ def step_for_artifact(kind: str) -> tuple[str, StepSpec] | None:
 
 
 _RENDER = "render_html_section"
-for _name, _spec in {
-    "feedback": StepSpec(
+STEPS.register(
+    "feedback",
+    StepSpec(
         "whetstone.feedback:campaign_summary",
         None,
         "feedback",
@@ -89,7 +90,10 @@ for _name, _spec in {
         "Feedback",
         f"whetstone.feedback:{_RENDER}",
     ),
-    "diagnose": StepSpec(
+)
+STEPS.register(
+    "diagnose",
+    StepSpec(
         "whetstone.diagnose:diagnose",
         "whetstone.diagnose:DiagnoseOptions",
         "diagnosis",
@@ -98,7 +102,10 @@ for _name, _spec in {
         "Error analysis",
         f"whetstone.diagnose:{_RENDER}",
     ),
-    "audit": StepSpec(
+)
+STEPS.register(
+    "audit",
+    StepSpec(
         "whetstone.audit:audit",
         "whetstone.audit:AuditConfig",
         "audit",
@@ -107,7 +114,10 @@ for _name, _spec in {
         "Training data audit",
         f"whetstone.audit:{_RENDER}",
     ),
-    "finetune": StepSpec(
+)
+STEPS.register(
+    "finetune",
+    StepSpec(
         "whetstone.optimize:finetune",
         "whetstone.optimize.finetune_config:FinetuneConfig",
         "finetune",
@@ -116,7 +126,10 @@ for _name, _spec in {
         "Fine-tuning",
         f"whetstone.optimize:{_RENDER}",
     ),
-    "tune": StepSpec(
+)
+STEPS.register(
+    "tune",
+    StepSpec(
         "whetstone.optimize:tune",
         "whetstone.optimize.tune_config:TuneConfig",
         "study",
@@ -125,7 +138,10 @@ for _name, _spec in {
         "Hyperparameter search",
         f"whetstone.optimize:{_RENDER}",
     ),
-    "distill": StepSpec(
+)
+STEPS.register(
+    "distill",
+    StepSpec(
         "whetstone.optimize.distill:distill",
         "whetstone.optimize.distill_config:DistillConfig",
         "distill",
@@ -134,7 +150,10 @@ for _name, _spec in {
         "Distillation",
         f"whetstone.optimize.distill:{_RENDER}",
     ),
-    "quantize": StepSpec(
+)
+STEPS.register(
+    "quantize",
+    StepSpec(
         "whetstone.optimize.quantize:quantize",
         "whetstone.optimize.distill_config:QuantizeConfig",
         "quantize",
@@ -143,5 +162,4 @@ for _name, _spec in {
         "Quantization",
         f"whetstone.optimize.quantize:{_RENDER}",
     ),
-}.items():
-    STEPS.register(_name, _spec)
+)

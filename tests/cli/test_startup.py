@@ -31,11 +31,8 @@ PROBE = """
 import json, sys
 from typer.main import get_command
 from whetstone.cli.main import app
-command = get_command(app)
+command = get_command(app)  # builds every command's parameters, as --help does
 names = sorted(command.commands)
-for name in names:  # builds every command's parameters, as --help does
-    sub = command.commands[name]
-    getattr(sub, "commands", None)
 print(json.dumps({"names": names, "loaded": sorted({m.split(".")[0] for m in sys.modules})}))
 """
 

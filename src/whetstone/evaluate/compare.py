@@ -184,17 +184,18 @@ def _compare_ratio(task: str, metric: str, pairs: list[Pair], seed: int) -> Metr
     if ratio.transform == "exp_neg" or keep.sum() < STUDENTIZED_MIN_N:
         # perplexity: the delta method is poor through exp; below 30 documents the
         # studentized interval's own error estimate is too noisy: BCa covered better there
-        result = _sums_result(stats_a, stats_b, score, seed)
+        diff, low, high = paired_sums_interval(stats_a, stats_b, score, n_boot=N_BOOT, seed=seed)
     else:
         diff, low, high = paired_ratio_interval(
             (stats_a[:, 0], stats_a[:, 1]),
             (stats_b[:, 0], stats_b[:, 1]),
             lambda r: np.asarray(apply_transform(ratio, r)),
+            n_boot=N_BOOT,
             seed=seed,
         )
-        n_perm = _n_perm(stats_a.shape[0])
-        p = swap_permutation_test(stats_a, stats_b, score, n_perm=n_perm, seed=seed)
-        result = PairedResult(diff=diff, ci_low=low, ci_high=high, p_value=p)
+    n_perm = _n_perm(stats_a.shape[0])
+    p = swap_permutation_test(stats_a, stats_b, score, n_perm=n_perm, seed=seed)
+    result = PairedResult(diff=diff, ci_low=low, ci_high=high, p_value=p)
     n, missing = int(keep.sum()), int((~keep).sum())
     return _result(task, metric, a, b, result, "ratio_swap_permutation", n, missing)
 

@@ -687,11 +687,10 @@ def _participant_routes(app: FastAPI, studio: Studio) -> None:
                 chat.begin_turn, store, campaign, participant, conversation_id, message
             )
             loaded = await run_in_threadpool(studio.pool.get, campaign.config.model(pending.model))
-        except WhetstoneError as err:
+        except BaseException as err:  # the stream that would free the claim never starts
             studio.replies.release(conversation_id)
-            raise PageError(409, str(err)) from err
-        except BaseException:
-            studio.replies.release(conversation_id)
+            if isinstance(err, WhetstoneError):
+                raise PageError(409, str(err)) from err
             raise
         return StreamingResponse(
             _chat_events(studio, campaign, participant, pending, loaded),

@@ -59,9 +59,15 @@ def resolve(spec: str) -> tuple[str, str]:
         return BACKENDS.canonical(spec), ""
     if spec.endswith(".gguf"):
         return "gguf", spec
-    if (Path(spec).expanduser() / QUANTIZED_META).is_file():
+    if quantized_folder(spec) is not None:
         return "int8", spec
     return "hf", spec
+
+
+def quantized_folder(spec: str) -> Path | None:
+    """The folder if ``spec`` names one written by the quantization step."""
+    path = Path(spec).expanduser()
+    return path if (path / QUANTIZED_META).is_file() else None
 
 
 def load_model(
@@ -80,20 +86,26 @@ def load_model(
     return BACKENDS.get(name)(rest, options)
 
 
-def _default(rest: str, o: ModelOptions) -> LanguageModel:
-    from whetstone.models.gguf import DEFAULT_MODEL_NAME, default_model_dir
+def _converted(folder: Path, o: ModelOptions, name: str, digest: str) -> LanguageModel:
+    """A transformers model converted from a GGUF file, identified by the file's digest."""
     from whetstone.models.hf import HFModel
 
-    folder, digest = default_model_dir()
     return HFModel(
         folder,
         device=o.device,
         dtype=o.dtype,
         batch_size=o.batch_size,
         max_length=o.max_length,
-        name=DEFAULT_MODEL_NAME,
+        name=name,
         model_hash=digest[:16],
     )
+
+
+def _default(rest: str, o: ModelOptions) -> LanguageModel:
+    from whetstone.models.gguf import DEFAULT_MODEL_NAME, default_model_dir
+
+    folder, digest = default_model_dir()
+    return _converted(folder, o, DEFAULT_MODEL_NAME, digest)
 
 
 def _fake(rest: str, o: ModelOptions) -> LanguageModel:
@@ -118,21 +130,12 @@ def _openai(rest: str, o: ModelOptions) -> LanguageModel:
 
 def _gguf(spec: str, o: ModelOptions) -> LanguageModel:
     from whetstone.models.gguf import convert_gguf, file_digest
-    from whetstone.models.hf import HFModel
 
     path = Path(spec).expanduser()
     if not path.is_file():
         raise ModelError(f"model file '{spec}' does not exist")
     digest = file_digest(path)
-    return HFModel(
-        convert_gguf(path, digest),
-        device=o.device,
-        dtype=o.dtype,
-        batch_size=o.batch_size,
-        max_length=o.max_length,
-        name=path.name,
-        model_hash=digest[:16],
-    )
+    return _converted(convert_gguf(path, digest), o, path.name, digest)
 
 
 def _hf(spec: str, o: ModelOptions) -> LanguageModel:

@@ -38,7 +38,7 @@ def _answerable(ctx: PipelineContext, spec: str) -> list[str] | None:
         from whetstone.models.classifier import is_sequence_classifier
     except ImportError:
         return None
-    from whetstone.pipeline.models import quantized_folder
+    from whetstone.models.backends import quantized_folder
 
     if not spec or not (is_sequence_classifier(spec) or quantized_folder(spec)):
         return None
