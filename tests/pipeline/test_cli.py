@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from junitparser import Error, Failure, JUnitXml
 from typer.testing import CliRunner
 
 from tests.pipeline.helpers import oracle_mc_task, write_pipeline
@@ -20,24 +21,35 @@ RUNNER = CliRunner()
 ENV = {"COLUMNS": "200", "NO_COLOR": "1"}
 
 
-def gate_pipeline(tmp_path: Path, oracle: str) -> Path:
-    """Baseline fake:0 and candidate fake:1 on a task that `oracle` answers perfectly."""
+def gate_pipeline(tmp_path: Path, oracle: str, candidate: str = "fake:1") -> Path:
+    """Baseline fake:0 and a candidate on a task that `oracle` answers perfectly; the gate
+    allows 10 points of accuracy."""
     task = oracle_mc_task(tmp_path, oracle)
     return write_pipeline(
         tmp_path,
         tasks=[task.name],
         limit=None,
-        candidates=[{"name": "new", "model": "fake:1"}],
-        gate={"metrics": ["oracle_mc/acc"], "candidates": "all"},
+        candidates=[{"name": "new", "model": candidate}],
+        gate={"metrics": ["oracle_mc/acc"], "candidates": "all", "margin": 0.1},
         db=f"sqlite:///{tmp_path / 'db.sqlite'}",
     )
 
 
-def test_gate_fails_when_the_candidate_is_significantly_worse(tmp_path: Path) -> None:
+def test_gate_fails_when_the_candidate_is_surely_worse_than_the_margin(tmp_path: Path) -> None:
     path = gate_pipeline(tmp_path, oracle="fake:0")  # the baseline is the oracle
-    result = RUNNER.invoke(app, ["run", str(path), "--gate"], env=ENV)
+    junit, summary = tmp_path / "gate.xml", tmp_path / "gate.md"
+    args = ["run", str(path), "--gate", "--junit", str(junit), "--summary", str(summary)]
+    result = RUNNER.invoke(app, args, env=ENV)
     assert result.exit_code == 1, result.output
-    assert "gate failed: new oracle_mc/acc: significantly worse" in result.output
+    assert "gate failed: new oracle_mc/acc:" in result.output
+    assert "beyond the margin 0.1" in result.output
+    suite = next(iter(JUnitXml.fromfile(str(junit))))
+    case = next(iter(suite))
+    assert (suite.tests, suite.failures, suite.errors) == (1, 1, 0)
+    assert (case.classname, case.name) == ("new", "oracle_mc/acc")
+    assert isinstance(case.result[0], Failure) and "beyond the margin" in case.result[0].message
+    text = summary.read_text(encoding="utf-8")
+    assert text.startswith("### Regression gate: fail") and "| new | oracle_mc/acc |" in text
     # without --gate the same pipeline succeeds and still reports the verdict
     again = RUNNER.invoke(app, ["run", str(path)], env=ENV)
     assert again.exit_code == 0, again.output
@@ -53,6 +65,21 @@ def test_gate_passes_when_the_candidate_is_better(tmp_path: Path) -> None:
     assert stored is not None and stored.gate is not None and stored.gate.passed
     check = stored.gate.checks[0]
     assert check.value == 1.0 and check.diff is not None and check.diff > 0
+    assert check.verdict == "pass" and check.margin == "0.1"
+
+
+def test_gate_is_inconclusive_when_40_items_cannot_tell(tmp_path: Path) -> None:
+    """Two models that agree with the oracle by chance (about 1 in 4): on 40 items the
+    interval of their difference is about +-0.2, wider than the 0.1 margin either way."""
+    path = gate_pipeline(tmp_path, oracle="fake:5", candidate="fake:2")
+    junit = tmp_path / "gate.xml"
+    result = RUNNER.invoke(app, ["run", str(path), "--gate", "--junit", str(junit)], env=ENV)
+    assert result.exit_code == 3, result.output
+    assert "gate inconclusive: new oracle_mc/acc:" in result.output
+    assert "the data cannot tell" in result.output and "whetstone plan" in result.output
+    suite = next(iter(JUnitXml.fromfile(str(junit))))
+    assert (suite.failures, suite.errors) == (0, 1)
+    assert isinstance(next(iter(suite)).result[0], Error)
 
 
 def test_bad_pipeline_and_gate_without_section_exit_2(tmp_path: Path) -> None:
@@ -62,7 +89,7 @@ def test_bad_pipeline_and_gate_without_section_exit_2(tmp_path: Path) -> None:
     assert "unknown key 'colour'" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     path = write_pipeline(tmp_path)
     result = RUNNER.invoke(app, ["run", str(path), "--gate"], env=ENV)
-    assert result.exit_code == 2 and "needs a 'gate:' section" in result.stderr
+    assert result.exit_code == 2 and "need a 'gate:' section" in result.stderr
 
 
 def test_a_killed_pipeline_resumes_without_redoing_finished_stages(tmp_path: Path) -> None:

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from whetstone.cli.common import RichReporter, console, fmt, results_table, user_errors
+from whetstone.cli.gating import (
+    GateFlag,
+    JunitOption,
+    SummaryOption,
+    gate_table,
+    print_gate,
+    write_gate_files,
+)
+
+if TYPE_CHECKING:
+    from whetstone.evaluate.compare import Comparison
 
 DbOption = Annotated[
     str | None, typer.Option("--db", help="Database URL (default $WHETSTONE_DB or ./whetstone.db).")
@@ -109,16 +122,85 @@ def compare_command(
     run_b: Annotated[str, typer.Argument(help="Candidate run id (or prefix).")],
     db: DbOption = None,
     seed: int = 0,
+    margin: Annotated[
+        list[str],
+        typer.Option(
+            help="Non-inferiority margin: 0.02 or 3% for every metric, METRIC=0.02 or "
+            "TASK/METRIC=3% for one (repeatable). Metrics with a margin get a verdict."
+        ),
+    ] = [],  # noqa: B006
+    alpha: Annotated[
+        float, typer.Option(min=1e-6, max=0.5, help="Two-sided level of the intervals.")
+    ] = 0.05,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    gate: GateFlag = False,
+    junit: JunitOption = None,
+    summary: SummaryOption = None,
 ) -> None:
-    """Pair the items of two runs and test each metric's difference (B - A)."""
+    """Pair the items of two runs and test each metric's difference (B - A); with margins,
+    say for each whether B is no worse than A (pass), worse (fail) or the data cannot tell."""
+    from whetstone.errors import ConfigError
     from whetstone.evaluate.compare import compare_samples
+    from whetstone.evaluate.gate import Guard, judge, margin_for, parse_margins, sample_comparer
     from whetstone.store import Store
 
+    default, named = parse_margins(margin)
+    if (gate or junit or summary) and not margin:
+        raise ConfigError("--gate, --junit and --summary need a --margin for the gated metrics")
     store = Store(db)
     a, b = store.resolve_run_id(run_a) or run_a, store.resolve_run_id(run_b) or run_b
-    cmp = compare_samples(store.get_samples(a), store.get_samples(b), run_a=a, run_b=b, seed=seed)
-    table = Table(title=f"{b} minus {a}", title_justify="left")
-    for col in ("task", "metric", "A", "B", "B - A", "95% CI", "p", "test", "n"):
+    samples_a, samples_b = store.get_samples(a), store.get_samples(b)
+    confidence = 1 - alpha
+    cmp = compare_samples(samples_a, samples_b, run_a=a, run_b=b, seed=seed, confidence=confidence)
+    guards = [
+        Guard(b, m.name, found)
+        for m in cmp.metrics
+        if (found := margin_for(m.name, default, named)) is not None
+    ]
+    _unmatched(named, [m.name for m in cmp.metrics])
+    result = None
+    if guards:
+        compare = sample_comparer(
+            samples_a, {b: (b, samples_b)}, baseline_run=a, seed=seed, known={b: cmp}
+        )
+        result = judge(guards, compare, alpha=alpha)
+    if as_json:
+        verdicts = {c.metric: c for c in result.checks} if result else {}
+        payload = cmp.model_dump(mode="json")
+        for m in payload["metrics"]:
+            check = verdicts.get(f"{m['task']}/{m['metric']}")
+            m["verdict"] = check.verdict if check else None
+            m["margin"] = check.margin if check else None
+        payload["gate"] = result.model_dump(mode="json") if result else None
+        typer.echo(json.dumps(payload, indent=2))
+    else:
+        _print_comparison(cmp, confidence)
+        if result is not None:
+            console.print(gate_table(result))
+            print_gate(result)
+    if result is not None:
+        write_gate_files(result, junit, summary)
+        if gate:
+            raise typer.Exit(result.exit_code)
+
+
+def _unmatched(named: Iterable[str], measured: list[str]) -> None:
+    """A named margin that matches no compared metric is a typo: refuse it."""
+    from whetstone.errors import ConfigError
+
+    bare = {n.split("/", 1)[1] for n in measured}
+    for name in named:
+        if name not in measured and name not in bare:
+            raise ConfigError(
+                f"--margin {name}=...: no compared metric is called {name!r}; "
+                f"compared: {', '.join(measured)}"
+            )
+
+
+def _print_comparison(cmp: Comparison, confidence: float) -> None:
+    table = Table(title=f"{cmp.run_b} minus {cmp.run_a}", title_justify="left")
+    level = f"{100 * confidence:g}% CI"
+    for col in ("task", "metric", "A", "B", "B - A", level, "p", "detectable", "test", "n"):
         table.add_column(col)
     for m in cmp.metrics:
         table.add_row(
@@ -129,6 +211,7 @@ def compare_command(
             fmt(m.diff),
             f"[{fmt(m.ci_low)}, {fmt(m.ci_high)}]",
             f"{m.p_value:.3g}",
+            fmt(m.mdd),
             m.test,
             str(m.n),
         )

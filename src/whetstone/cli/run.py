@@ -11,13 +11,21 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from whetstone.cli.common import RichReporter, console, err_console, user_errors
+from whetstone.cli.gating import (
+    GateFlag,
+    JunitOption,
+    SummaryOption,
+    gate_table,
+    print_gate,
+    write_gate_files,
+)
 from whetstone.errors import ConfigError
 
 if TYPE_CHECKING:
     from whetstone.pipeline import PipelineResult
     from whetstone.pipeline.stages import StageRecord
 
-#: Exit status when the gate fails or a stage failed (input errors exit with 2).
+#: Exit status when a stage failed (the gate's: 1 fail, 3 inconclusive; input errors: 2).
 EXIT_GATE = 1
 
 
@@ -132,8 +140,9 @@ def print_summary(result: PipelineResult) -> None:
         else:
             console.print("[yellow]no candidate meets the selection rule[/]")
     if result.gate:
-        colour = "green" if result.gate.passed else "red"
-        console.print(f"[{colour}]{result.gate.message}[/]")
+        if result.gate.checks:
+            console.print(gate_table(result.gate))
+        print_gate(result.gate)
     reused = f", {len(result.reused)} stage(s) reused" if result.reused else ""
     console.print(f"pipeline {result.name}: {result.seconds:.1f} s{reused} · db {result.db}")
 
@@ -141,9 +150,7 @@ def print_summary(result: PipelineResult) -> None:
 @user_errors
 def run_command(
     pipeline: Annotated[Path, typer.Argument(help="Pipeline YAML file.")],
-    gate: Annotated[
-        bool, typer.Option("--gate", help="Exit 1 when a guarded metric is significantly worse.")
-    ] = False,
+    gate: GateFlag = False,
     db: Annotated[
         str | None, typer.Option("--db", help="Database URL (default: the file's, $WHETSTONE_DB).")
     ] = None,
@@ -154,14 +161,19 @@ def run_command(
     report: Annotated[
         Path | None, typer.Option(help="Also write the HTML report (and .md beside it) here.")
     ] = None,
+    junit: JunitOption = None,
+    summary: SummaryOption = None,
 ) -> None:
     """Run a pipeline: evaluate, diagnose, optimize, evaluate every candidate, compare, select."""
     from whetstone.pipeline import load_pipeline, run_pipeline
     from whetstone.store import Store
 
     config = load_pipeline(pipeline)
-    if gate and config.gate is None:
-        raise ConfigError(f"{pipeline}: --gate needs a 'gate:' section naming the guarded metrics")
+    if (gate or junit or summary) and config.gate is None:
+        raise ConfigError(
+            f"{pipeline}: --gate, --junit and --summary need a 'gate:' section naming the "
+            "guarded metrics"
+        )
     store = Store(db or config.db)
     progress = PipelineProgress()
     with progress:
@@ -175,8 +187,10 @@ def run_command(
         html, md = write_report(store, result, report)
         console.print(f"report: {html} · summary: {md}", soft_wrap=True)
     failed = [s.stage for s in result.stages if s.status == "failed"]
+    if result.gate is not None:
+        write_gate_files(result.gate, junit, summary)
     if gate and result.gate is not None and not result.gate.passed:
-        sys.exit(EXIT_GATE)
+        sys.exit(result.gate.exit_code)
     if failed:
         err_console.print(f"[red]{len(failed)} stage(s) failed: {', '.join(failed)}[/]")
         sys.exit(EXIT_GATE)

@@ -7,15 +7,20 @@ bits per byte) and corpus scores (BLEU, chrF): the difference of the corpus stat
 paired BCa interval over items, and a test that swaps the two runs' outputs within items
 (approximate randomization). The difference is always B minus A. Items whose value is missing
 or not finite in either run are left out of that metric and counted in ``missing``.
+
+Each comparison also carries its minimum detectable difference: the true difference the
+two-sided test at the interval's level finds with 80% power, from the interval's standard error.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 
 import numpy as np
 from pydantic import BaseModel
+from scipy import stats as sps
 
 from whetstone.errors import WhetstoneError
 from whetstone.evaluate.metrics import corpus_statistics
@@ -39,13 +44,15 @@ N_PERM = 10000
 _LARGE_N = 5000
 # Per-item keys that are inputs of corpus metrics, not metrics to compare on their own.
 NOT_COMPARED = frozenset({"confidence", "logprob", "n_tokens", "n_words", "n_bytes"})
+#: The power the minimum detectable difference is given at.
+POWER = 0.8
 
 Pair = tuple[SampleRecord, SampleRecord]
 Score = Callable[[np.ndarray], np.ndarray]
 
 
 class MetricComparison(BaseModel):
-    """One metric of one task in two runs: values, B - A with its 95% interval, and a p-value."""
+    """One metric of one task in two runs: values, B - A with its interval, and a p-value."""
 
     task: str
     metric: str
@@ -58,6 +65,13 @@ class MetricComparison(BaseModel):
     test: str
     n: int
     missing: int = 0
+    # the |B - A| the two-sided test finds with 80% power (None: no spread to estimate it from)
+    mdd: float | None = None
+
+    @property
+    def name(self) -> str:
+        """TASK/METRIC."""
+        return f"{self.task}/{self.metric}"
 
 
 class Comparison(BaseModel):
@@ -67,6 +81,24 @@ class Comparison(BaseModel):
     run_b: str
     metrics: list[MetricComparison]
     unpaired: dict[str, int]
+    # the level of every interval (and of the minimum detectable differences)
+    confidence: float = 0.95
+
+    def find(self, name: str) -> MetricComparison | None:
+        """The comparison of TASK/METRIC, if measured."""
+        return next((m for m in self.metrics if m.name == name), None)
+
+
+def standard_error(m: MetricComparison, confidence: float) -> float:
+    """The standard error implied by an interval's width at ``confidence`` (normal scale)."""
+    z = float(sps.norm.ppf(1 - (1 - confidence) / 2))
+    return (m.ci_high - m.ci_low) / (2 * z)
+
+
+def detectable(se: float, z_alpha: float, power: float = POWER) -> float:
+    """The true difference a test rejecting beyond ``z_alpha`` standard errors finds with
+    ``power`` (normal approximation)."""
+    return (z_alpha + float(sps.norm.ppf(power))) * se
 
 
 #: Corpus ratio metrics (perplexities, bits per byte), from the metric registry.
@@ -122,10 +154,26 @@ def _n_perm(n: int) -> int:
     return N_PERM if n <= _LARGE_N else N_PERM // 5
 
 
+@dataclass(frozen=True)
+class _Settings:
+    """What every comparison of one call shares: the seed and the interval level."""
+
+    seed: int
+    confidence: float
+
+
 def _result(
-    task: str, metric: str, a: float, b: float, r: PairedResult, test: str, n: int, missing: int
+    task: str,
+    metric: str,
+    a: float,
+    b: float,
+    r: PairedResult,
+    how: _Settings,
+    test: str,
+    n: int,
+    missing: int,
 ) -> MetricComparison:
-    return MetricComparison(
+    out = MetricComparison(
         task=task,
         metric=metric,
         a=a,
@@ -138,9 +186,16 @@ def _result(
         n=n,
         missing=missing,
     )
+    se = standard_error(out, how.confidence)
+    if math.isfinite(se) and se > 0:
+        z = float(sps.norm.ppf(1 - (1 - how.confidence) / 2))
+        out.mdd = detectable(se, z)
+    return out
 
 
-def _compare_mean(task: str, metric: str, pairs: list[Pair], seed: int) -> MetricComparison | None:
+def _compare_mean(
+    task: str, metric: str, pairs: list[Pair], how: _Settings
+) -> MetricComparison | None:
     """A per-item metric: McNemar/Newcombe for 0/1 values, else a sign-flip test of the mean."""
     values = _column(pairs, metric)
     keep = np.isfinite(values).all(axis=1)
@@ -149,25 +204,33 @@ def _compare_mean(task: str, metric: str, pairs: list[Pair], seed: int) -> Metri
         return None
     missing = int((~keep).sum())
     if _is_binary(x) and _is_binary(y):
-        result, _ = paired_proportion_test(x.astype(bool), y.astype(bool))
+        alpha = 1 - how.confidence
+        result, _ = paired_proportion_test(x.astype(bool), y.astype(bool), alpha=alpha)
         test = "mcnemar_exact"
     else:
         ones = np.ones_like(x)
         stats_a, stats_b = np.stack([x, ones], axis=1), np.stack([y, ones], axis=1)
-        result = _sums_result(stats_a, stats_b, mean_score, seed)
+        result = _sums_result(stats_a, stats_b, mean_score, how)
         test = "sign_flip"
-    return _result(task, metric, float(x.mean()), float(y.mean()), result, test, x.size, missing)
+    a, b = float(x.mean()), float(y.mean())
+    return _result(task, metric, a, b, result, how, test, x.size, missing)
 
 
-def _sums_result(stats_a: np.ndarray, stats_b: np.ndarray, score: Score, seed: int) -> PairedResult:
+def _sums_result(
+    stats_a: np.ndarray, stats_b: np.ndarray, score: Score, how: _Settings
+) -> PairedResult:
     """Paired BCa interval and swap-permutation p-value of a statistic of summed stats."""
-    diff, low, high = paired_sums_interval(stats_a, stats_b, score, n_boot=N_BOOT, seed=seed)
+    diff, low, high = paired_sums_interval(
+        stats_a, stats_b, score, n_boot=N_BOOT, seed=how.seed, confidence=how.confidence
+    )
     n_perm = _n_perm(stats_a.shape[0])
-    p = swap_permutation_test(stats_a, stats_b, score, n_perm=n_perm, seed=seed)
+    p = swap_permutation_test(stats_a, stats_b, score, n_perm=n_perm, seed=how.seed)
     return PairedResult(diff=diff, ci_low=low, ci_high=high, p_value=p)
 
 
-def _compare_ratio(task: str, metric: str, pairs: list[Pair], seed: int) -> MetricComparison | None:
+def _compare_ratio(
+    task: str, metric: str, pairs: list[Pair], how: _Settings
+) -> MetricComparison | None:
     """A corpus ratio (sum of log-probs over sum of units) of each run, over documents."""
     ratio = RATIOS[metric]
     lp, den = _column(pairs, "logprob"), _column(pairs, str(ratio.unit))
@@ -184,24 +247,25 @@ def _compare_ratio(task: str, metric: str, pairs: list[Pair], seed: int) -> Metr
     if ratio.transform == "exp_neg" or keep.sum() < STUDENTIZED_MIN_N:
         # perplexity: the delta method is poor through exp; below 30 documents the
         # studentized interval's own error estimate is too noisy: BCa covered better there
-        diff, low, high = paired_sums_interval(stats_a, stats_b, score, n_boot=N_BOOT, seed=seed)
+        result = _sums_result(stats_a, stats_b, score, how)
     else:
         diff, low, high = paired_ratio_interval(
             (stats_a[:, 0], stats_a[:, 1]),
             (stats_b[:, 0], stats_b[:, 1]),
             lambda r: np.asarray(apply_transform(ratio, r)),
             n_boot=N_BOOT,
-            seed=seed,
+            seed=how.seed,
+            confidence=how.confidence,
         )
-    n_perm = _n_perm(stats_a.shape[0])
-    p = swap_permutation_test(stats_a, stats_b, score, n_perm=n_perm, seed=seed)
-    result = PairedResult(diff=diff, ci_low=low, ci_high=high, p_value=p)
+        n_perm = _n_perm(stats_a.shape[0])
+        p = swap_permutation_test(stats_a, stats_b, score, n_perm=n_perm, seed=how.seed)
+        result = PairedResult(diff=diff, ci_low=low, ci_high=high, p_value=p)
     n, missing = int(keep.sum()), int((~keep).sum())
-    return _result(task, metric, a, b, result, "ratio_swap_permutation", n, missing)
+    return _result(task, metric, a, b, result, how, "ratio_swap_permutation", n, missing)
 
 
 def _compare_corpus(
-    task: str, metric: str, pairs: list[Pair], seed: int
+    task: str, metric: str, pairs: list[Pair], how: _Settings
 ) -> MetricComparison | None:
     """A corpus score (BLEU, chrF) recomputed from both runs' outputs and the references."""
     keep = [p for p in pairs if all(isinstance(s.prediction, str) and s.gold for s in p)]
@@ -211,9 +275,10 @@ def _compare_corpus(
     stats_a, score = corpus_statistics(metric, [str(p[0].prediction) for p in keep], refs)
     stats_b, _ = corpus_statistics(metric, [str(p[1].prediction) for p in keep], refs)
     a, b = (float(score(s.sum(axis=0)[None])[0]) for s in (stats_a, stats_b))
-    result = _sums_result(stats_a, stats_b, score, seed)
+    result = _sums_result(stats_a, stats_b, score, how)
     missing = len(pairs) - len(keep)
-    return _result(task, metric, a, b, result, "corpus_swap_permutation", len(keep), missing)
+    test = "corpus_swap_permutation"
+    return _result(task, metric, a, b, result, how, test, len(keep), missing)
 
 
 def _metric_names(pairs: list[Pair]) -> list[str]:
@@ -222,18 +287,25 @@ def _metric_names(pairs: list[Pair]) -> list[str]:
     return sorted(names - NOT_COMPARED)
 
 
-def _compare_task(task: str, pairs: list[Pair], seed: int) -> list[MetricComparison]:
-    """Every metric of one task, each compared as the run reports it."""
-    names = _metric_names(pairs)
+def _compare_task(
+    task: str, pairs: list[Pair], how: _Settings, only: Collection[str] | None
+) -> list[MetricComparison]:
+    """Every metric of one task (or those of ``only``), each compared as the run reports it."""
+
+    def wanted(metric: str) -> bool:
+        return only is None or f"{task}/{metric}" in only
+
+    names = [m for m in _metric_names(pairs) if wanted(m)]
     keys = {k for pair in pairs for s in pair for k in s.metrics}
     found: list[MetricComparison | None] = []
     if "logprob" in keys:
-        found += [_compare_ratio(task, m, pairs, seed) for m in RATIOS if RATIOS[m].unit in keys]
+        ratios = [m for m in RATIOS if RATIOS[m].unit in keys and wanted(m)]
+        found += [_compare_ratio(task, m, pairs, how) for m in ratios]
         names = [m for m in names if m not in RATIOS]
     for metric in names:
         corpus = metric in CORPUS_SCORES and any(isinstance(p[0].prediction, str) for p in pairs)
         compare = _compare_corpus if corpus else _compare_mean
-        found.append(compare(task, metric, pairs, seed))
+        found.append(compare(task, metric, pairs, how))
     return [m for m in found if m is not None]
 
 
@@ -244,10 +316,18 @@ def compare_samples(
     run_a: str = "A",
     run_b: str = "B",
     seed: int = 0,
+    confidence: float = 0.95,
+    only: Collection[str] | None = None,
 ) -> Comparison:
-    """Compare two runs' samples item by item (B - A) for every metric either run has."""
+    """Compare two runs' samples item by item (B - A) for every metric either run has (or the
+    TASK/METRIC names of ``only``), with intervals at ``confidence``."""
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     pairs, unpaired = _pair(a, b, run_a, run_b)
     if not pairs:
         raise WhetstoneError(f"runs {run_a} and {run_b} share no (task, item id): nothing to pair")
-    out = [m for task, items in sorted(pairs.items()) for m in _compare_task(task, items, seed)]
-    return Comparison(run_a=run_a, run_b=run_b, metrics=out, unpaired=unpaired)
+    how = _Settings(seed, confidence)
+    out = [m for t, items in sorted(pairs.items()) for m in _compare_task(t, items, how, only)]
+    return Comparison(
+        run_a=run_a, run_b=run_b, metrics=out, unpaired=unpaired, confidence=confidence
+    )

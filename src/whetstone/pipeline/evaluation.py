@@ -4,11 +4,13 @@ comparison of every candidate with the baseline."""
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from typing import Any
 
 from whetstone.errors import WhetstoneError
 from whetstone.evaluate.compare import Comparison, compare_samples
 from whetstone.evaluate.engine import PreparedTask, evaluate
+from whetstone.evaluate.gate import Comparer, sample_comparer
 from whetstone.models import LanguageModel, load_model
 from whetstone.pipeline.context import ModelToEvaluate, PipelineContext, fingerprint
 from whetstone.pipeline.measure import (
@@ -20,7 +22,7 @@ from whetstone.pipeline.measure import (
 )
 from whetstone.pipeline.metrics import split_metric
 from whetstone.pipeline.selection import CandidateResult
-from whetstone.records import RunResult
+from whetstone.records import RunResult, SampleRecord
 from whetstone.store import Store
 
 
@@ -130,23 +132,40 @@ def _flatten(run: RunResult) -> tuple[dict[str, float], dict[str, list[float | N
     return values, intervals
 
 
-def compare_with_baseline(
+@dataclass(frozen=True)
+class PairedSamples:
+    """The baseline's stored samples and each evaluated candidate's (run id, samples)."""
+
+    baseline_run: str
+    baseline: list[SampleRecord]
+    candidates: dict[str, tuple[str, list[SampleRecord]]]
+
+    def comparer(self, seed: int, known: dict[str, Comparison]) -> Comparer:
+        """Comparisons with the baseline at any level, for the gate (``known`` reused)."""
+        return sample_comparer(
+            self.baseline, self.candidates, baseline_run=self.baseline_run, seed=seed, known=known
+        )
+
+
+def load_samples(
     ctx: PipelineContext, baseline: CandidateResult, candidates: list[CandidateResult]
-) -> dict[str, Comparison]:
-    """Paired comparison of every evaluated candidate with the baseline (candidate - baseline)."""
+) -> PairedSamples:
+    """Every evaluated model's samples from the store."""
     assert baseline.run_id is not None
-    base_samples = ctx.store.get_samples(baseline.run_id)
+    runs = {c.name: (c.run_id, ctx.store.get_samples(c.run_id)) for c in candidates if c.run_id}
+    return PairedSamples(baseline.run_id, ctx.store.get_samples(baseline.run_id), runs)
+
+
+def compare_with_baseline(ctx: PipelineContext, samples: PairedSamples) -> dict[str, Comparison]:
+    """Paired comparison of every evaluated candidate with the baseline (candidate - baseline)."""
     out: dict[str, Comparison] = {}
-    for cand in candidates:
-        if cand.run_id is None:
-            continue
-        samples = ctx.store.get_samples(cand.run_id)
+    for name, (run, cand) in samples.candidates.items():
         with contextlib.suppress(WhetstoneError):  # no shared items: nothing to pair
-            out[cand.name] = compare_samples(
-                base_samples,
-                samples,
-                run_a=baseline.run_id,
-                run_b=cand.run_id,
+            out[name] = compare_samples(
+                samples.baseline,
+                cand,
+                run_a=samples.baseline_run,
+                run_b=run,
                 seed=ctx.config.seed,
             )
     return out

@@ -18,7 +18,7 @@ from whetstone.errors import ConfigError, WhetstoneError
 from whetstone.evaluate.engine import prepare_tasks
 from whetstone.pipeline import steps
 from whetstone.pipeline.context import ModelToEvaluate, PipelineContext, PipelineReporter
-from whetstone.pipeline.evaluation import compare_with_baseline, evaluate_stage
+from whetstone.pipeline.evaluation import compare_with_baseline, evaluate_stage, load_samples
 from whetstone.pipeline.metrics import COST_METRICS, split_metric
 from whetstone.pipeline.optimization import optimize_stages
 from whetstone.pipeline.records import PIPELINE_KIND, PipelineResult, StepArtifact
@@ -66,11 +66,16 @@ def run_pipeline(
         ModelToEvaluate(c.name, "model", c.model, c.model_options) for c in config.candidates
     ] + optimize_stages(ctx, artifacts)
     candidates = [evaluate_stage(ctx, m) for m in models] + ctx.failed
-    comparisons = compare_with_baseline(ctx, baseline, candidates)
+    samples = load_samples(ctx, baseline, candidates)
+    comparisons = compare_with_baseline(ctx, samples)
     selection = select_candidate(config.select, baseline, candidates) if config.select else None
     ok = [c.name for c in candidates if not c.error]
     gate = (
-        apply_gate(config.gate, comparisons, gated_candidates(config.gate, selection, ok))
+        apply_gate(
+            config.gate,
+            samples.comparer(config.seed, comparisons),
+            gated_candidates(config.gate, selection, ok),
+        )
         if config.gate
         else None
     )

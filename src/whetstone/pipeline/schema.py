@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from whetstone.evaluate.gate import Margin, margin_for
 from whetstone.metrics import canonical_name
 from whetstone.pipeline.metrics import check_metric_name
 
@@ -150,16 +151,29 @@ class SelectionRule(_Strict):
 
 
 class GateSpec(_Strict):
-    """The regression gate: guarded metrics must not be significantly worse than the baseline."""
+    """The regression gate: each guarded metric must be shown to be no worse than the baseline
+    by more than its margin (pass), shown to be worse (fail), or neither (inconclusive)."""
 
     metrics: list[str] = Field(min_length=1)
-    # significance level of the paired tests (two-sided p-values, Benjamini-Hochberg adjusted
-    # once over every guarded metric of every candidate checked)
+    # how much worse a guarded metric may get: 0.02 (its units) or "3%" (of the baseline)
+    margin: Margin = Margin(value=0.0)
+    # per metric (TASK/METRIC or METRIC), overriding `margin`
+    margins: dict[str, Margin] = Field(default_factory=dict)
+    # two-sided level of the paired intervals: a pass needs the worse end of the 1 - alpha
+    # interval within the margin, a fail the better end of the 1 - alpha/m one beyond it
     alpha: float = Field(default=0.05, gt=0, lt=1)
-    # a drop smaller than this (in the metric's units) never fails the gate
-    tolerance: float = Field(default=0.0, ge=0)
     # which candidates must pass: the selected one, or every candidate
     candidates: Literal["selected", "all"] = "selected"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "tolerance" in data:
+            raise ValueError(
+                "'tolerance' is now 'margin': how much worse a guarded metric may get "
+                "(0.02 in its units or '3%' of the baseline)"
+            )
+        return data
 
     @field_validator("metrics")
     @classmethod
@@ -168,6 +182,19 @@ class GateSpec(_Strict):
             if "/" not in name:
                 raise ValueError(f"{name!r}: the gate guards evaluation metrics (TASK/METRIC)")
         return [check_metric_name(name) for name in value]
+
+    @model_validator(mode="after")
+    def _known_margins(self) -> GateSpec:
+        bare = {m.split("/", 1)[1] for m in self.metrics}
+        for name in self.margins:
+            if canonical_name(name) not in set(self.metrics) | bare:
+                raise ValueError(f"margins: {name!r} is not one of the guarded metrics")
+        return self
+
+    def margin_of(self, metric: str) -> Margin:
+        """The margin of one guarded metric."""
+        named = {canonical_name(k): v for k, v in self.margins.items()}
+        return margin_for(metric, self.margin, named) or self.margin
 
 
 class PipelineConfig(_Strict):

@@ -1,23 +1,18 @@
 """Naming the best candidate under the user's rule, and the regression gate.
 
 Selection works on point estimates (the report shows each with its interval and the paired
-comparison with the baseline); the gate works on paired tests: a guarded metric fails when the
-candidate is worse than the baseline, by more than the tolerance, with a Benjamini-Hochberg
-adjusted p-value below alpha.
+comparison with the baseline); the gate works on paired intervals against a non-inferiority
+margin per guarded metric (`whetstone.evaluate.gate`): pass, fail or inconclusive.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
-import numpy as np
 from pydantic import BaseModel, Field
 
-from whetstone.evaluate.compare import Comparison, MetricComparison
-from whetstone.evaluate.statistics import benjamini_hochberg
+from whetstone.evaluate.gate import Comparer, GateResult, Guard, judge
 from whetstone.metrics import higher_is_better
-from whetstone.pipeline.metrics import split_metric
 from whetstone.pipeline.schema import Constraint, GateSpec, SelectionRule
 
 
@@ -118,86 +113,6 @@ def select_candidate(
     )
 
 
-class GateCheck(BaseModel):
-    """One guarded metric of one candidate against the baseline."""
-
-    candidate: str
-    metric: str
-    baseline: float | None = None
-    value: float | None = None
-    diff: float | None = None
-    ci_low: float | None = None
-    ci_high: float | None = None
-    p_value: float | None = None
-    p_adjusted: float | None = None
-    test: str = ""
-    n: int = 0
-    worse: bool = False
-    failed: bool
-    reason: str
-
-
-class GateResult(BaseModel):
-    """The gate's verdict: passed unless a guarded metric is significantly worse."""
-
-    spec: GateSpec
-    passed: bool
-    checks: list[GateCheck]
-    message: str
-
-
-def _find(cmp: Comparison, name: str) -> MetricComparison | None:
-    task, metric = split_metric(name)
-    return next((m for m in cmp.metrics if m.task == task and m.metric == metric), None)
-
-
-def _gate_one(
-    spec: GateSpec, cand: str, cmp: Comparison | None, adjusted: Iterator[float]
-) -> list[GateCheck]:
-    """The guarded metrics of one candidate; ``adjusted`` yields its BH-adjusted p-values."""
-    found = [(_find(cmp, name) if cmp else None) for name in spec.metrics]
-    checks: list[GateCheck] = []
-    for name, m in zip(spec.metrics, found, strict=True):
-        if m is None:
-            checks.append(
-                GateCheck(
-                    candidate=cand,
-                    metric=name,
-                    failed=True,
-                    reason="no paired comparison: the metric is not per item or was not measured",
-                )
-            )
-            continue
-        p_adj = float(next(adjusted))
-        worse = m.diff < 0 if higher_is_better(name) else m.diff > 0
-        failed = worse and abs(m.diff) > spec.tolerance and p_adj < spec.alpha
-        if failed:
-            reason = f"significantly worse (adjusted p = {p_adj:.3g} < {spec.alpha})"
-        elif worse:
-            reason = f"worse but not significantly (adjusted p = {p_adj:.3g})"
-        else:
-            reason = "not worse"
-        checks.append(
-            GateCheck(
-                candidate=cand,
-                metric=name,
-                baseline=m.a,
-                value=m.b,
-                diff=m.diff,
-                ci_low=m.ci_low,
-                ci_high=m.ci_high,
-                p_value=m.p_value,
-                p_adjusted=p_adj,
-                test=m.test,
-                n=m.n,
-                worse=worse,
-                failed=failed,
-                reason=reason,
-            )
-        )
-    return checks
-
-
 def gated_candidates(
     spec: GateSpec, selection: SelectionResult | None, names: list[str]
 ) -> list[str]:
@@ -208,34 +123,8 @@ def gated_candidates(
     return [selection.selected] if selection.selected not in (None, "baseline") else []
 
 
-def _adjusted_pvalues(
-    spec: GateSpec, comparisons: dict[str, Comparison], gated: list[str]
-) -> Iterator[float]:
-    """One Benjamini-Hochberg adjustment over every (candidate, metric) tested, in gate order."""
-    pvalues = [
-        m.p_value
-        for name in gated
-        if (cmp := comparisons.get(name)) is not None
-        for metric in spec.metrics
-        if (m := _find(cmp, metric)) is not None
-    ]
-    return iter(benjamini_hochberg(np.array(pvalues)).tolist() if pvalues else [])
-
-
-def apply_gate(spec: GateSpec, comparisons: dict[str, Comparison], gated: list[str]) -> GateResult:
-    """Check the guarded metrics of each gated candidate against the baseline, with the
-    multiplicity controlled over every (candidate, metric) pair at once."""
-    adjusted = _adjusted_pvalues(spec, comparisons, gated)
-    checks = [c for name in gated for c in _gate_one(spec, name, comparisons.get(name), adjusted)]
-    failed = [c for c in checks if c.failed]
-    if failed:
-        shown = "; ".join(f"{c.candidate} {c.metric}: {c.reason}" for c in failed)
-        message = f"gate failed: {shown}"
-    elif not gated:
-        message = "gate passed: no candidate replaces the baseline"
-    else:
-        message = (
-            f"gate passed: {len(checks)} guarded metric check(s) on {', '.join(gated)}, "
-            "none significantly worse than the baseline"
-        )
-    return GateResult(spec=spec, passed=not failed, checks=checks, message=message)
+def apply_gate(spec: GateSpec, compare: Comparer, gated: list[str]) -> GateResult:
+    """The verdict of every guarded metric of each gated candidate against the baseline."""
+    guards = [Guard(c, m, spec.margin_of(m)) for c in gated for m in spec.metrics]
+    result = judge(guards, compare, alpha=spec.alpha)
+    return result.model_copy(update={"metrics": list(spec.metrics)})

@@ -144,7 +144,7 @@ def _pipeline_report(store: Store, result: PipelineResult) -> Report:
         subtitle=result.description,
         facts=_pipeline_facts(result),
         headline=_headline(result),
-        verdict="" if gate is None else ("pass" if gate.passed else "fail"),
+        verdict="" if gate is None else gate.verdict,
         tables=metric_tables(runs),
         calibration=calibration_figures(list(samples.items())),
         confusion=confusion_figures(confusion_runs),
@@ -152,6 +152,8 @@ def _pipeline_report(store: Store, result: PipelineResult) -> Report:
         tradeoff=tradeoff_figure(result),
         gate_rows=gate_rows(result),
         gate_message=gate.message if gate else "",
+        gate_level=f"{100 * (1 - gate.alpha):g}%" if gate else "95%",
+        gate_tests=gate.tests if gate else 0,
         steps=step_sections(store, result.steps),
         examples=examples,
         stages=[

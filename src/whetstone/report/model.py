@@ -99,7 +99,7 @@ class Report:
     subtitle: str
     facts: list[tuple[str, str]]
     headline: str
-    verdict: str  # "pass", "fail" or ""
+    verdict: str  # "pass", "fail", "inconclusive" or ""
     tables: list[MetricTable]
     calibration: list[Figure]
     confusion: list[Figure]
@@ -111,6 +111,9 @@ class Report:
     examples: list[Example]
     stages: list[dict[str, str]]
     notes: list[str] = field(default_factory=list)
+    # the level of the gate's pass intervals and its Bonferroni divisor
+    gate_level: str = "95%"
+    gate_tests: int = 0
     # one row per model for the summaries: the rule's, the gate's and the cost metrics
     overview_columns: list[str] = field(default_factory=list)
     overview: list[OverviewRow] = field(default_factory=list)

@@ -10,6 +10,7 @@ from importlib import metadata, resources
 from pathlib import Path
 
 from whetstone.errors import WhetstoneError, missing_extra
+from whetstone.report.ci import checks_markdown
 from whetstone.report.model import Report
 
 #: (section id, title, text when empty) of the sections other steps fill.
@@ -149,7 +150,8 @@ def render_markdown(report: Report, html_name: str | None = None) -> str:
     models side by side, the significant changes, the baseline's main metrics."""
     lines = [f"# {report.title}", "", f"**{report.headline}**", ""]
     if report.gate_message:
-        lines += [f"Gate: {report.gate_message}", ""]
+        lines += [f"Gate ({report.verdict}): {report.gate_message}", ""]
+        lines += checks_markdown(report.gate_rows, report.gate_level, report.gate_tests)
     if report.overview:
         lines += _overview_markdown(report)
         lines += ["Significant changes against the baseline (paired tests, 95% intervals):", ""]

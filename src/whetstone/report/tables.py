@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from whetstone.evaluate.compare import NOT_COMPARED, Comparison
+from whetstone.evaluate.gate import GateResult
 from whetstone.metrics import headline_metrics as registry_headlines
 from whetstone.metrics import higher_is_better
 from whetstone.pipeline.metrics import COST_METRICS, split_metric
@@ -62,8 +63,12 @@ def comparison_rows(cmp: Comparison) -> list[ComparisonRow]:
 
 
 def gate_rows(result: PipelineResult) -> list[dict[str, str]]:
-    if result.gate is None:
-        return []
+    """One row per gate check: values, interval, margin, what the data could detect, verdict."""
+    return [] if result.gate is None else check_rows(result.gate)
+
+
+def check_rows(gate: GateResult) -> list[dict[str, str]]:
+    """The gate's checks as text cells (the HTML report's and the Markdown summary's)."""
     return [
         {
             "candidate": c.candidate,
@@ -72,11 +77,14 @@ def gate_rows(result: PipelineResult) -> list[dict[str, str]]:
             "value": _num(c.value),
             "diff": _num(c.diff, signed=True),
             "ci": f"[{_num(c.ci_low)}, {_num(c.ci_high)}]" if c.ci_low is not None else "",
-            "p": _num(c.p_adjusted),
-            "status": "fail" if c.failed else "pass",
+            "margin": c.margin,
+            "detectable": _num(c.detectable),
+            "pass_power": f"{c.pass_power:.0%}" if c.pass_power is not None else "",
+            "n": str(c.n),
+            "status": c.verdict,
             "reason": c.reason,
         }
-        for c in result.gate.checks
+        for c in gate.checks
     ]
 
 
@@ -110,7 +118,7 @@ def headline_metrics(result: PipelineResult) -> list[str]:
         names += [result.selection.rule.objective]
         names += [c.metric for c in result.selection.rule.constraints]
     if result.gate:
-        names += result.gate.spec.metrics
+        names += result.gate.metrics
     if not names:
         found = (_task_headline(list(result.baseline.metrics), t) for t in result.baseline.tasks)
         names += [m for m in found if m]
