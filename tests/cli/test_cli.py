@@ -158,7 +158,8 @@ def test_compare_prints_paired_rows_with_p_values(two_runs: dict[Any, Any]) -> N
     assert {task for task, _ in rows} == set(TASKS)
     for cells in rows.values():
         assert 0.0 < float(cells[6]) <= 1.0
-        assert cells[7] in (
+        assert cells[7] == "" or float(cells[7]) > 0  # the detectable difference
+        assert cells[8] in (
             "mcnemar_exact",
             "sign_flip",
             "ratio_swap_permutation",
@@ -177,7 +178,7 @@ def test_compare_prints_paired_rows_with_p_values(two_runs: dict[Any, Any]) -> N
     only_a, only_b = int(np.sum((x == 1) & (y == 0))), int(np.sum((x == 0) & (y == 1)))
     p = 1.0 if only_a + only_b == 0 else stats.binomtest(only_a, only_a + only_b).pvalue
     assert float(acc[6]) == pytest.approx(p, rel=2e-3)
-    assert acc[7] == "mcnemar_exact" and acc[8] == "60"
+    assert acc[8] == "mcnemar_exact" and acc[9] == "60"
     # perplexity: the corpus values of both runs
     ppl = rows[("support_docs", "perplexity")]
     for col, seed in ((2, 0), (3, 1)):
@@ -232,3 +233,16 @@ def test_evaluate_in_a_real_subprocess(tmp_path: Path) -> None:
     assert f"{12 * 4 + 12 * 5} requests computed, 0 from cache" in proc.stdout
     runs = Store(db).list_runs()
     assert [(r.run_id, r.status) for r in runs] == [(results["run_id"], "finished")]
+
+
+def test_plan_reads_one_or_two_pilot_runs(two_runs: dict[Any, Any]) -> None:
+    a_id, b_id = (two_runs[s]["results"]["run_id"] for s in (0, 1))
+    one = invoke("plan", a_id[:8], "--db", two_runs["db"], "--drop", "0.1", "--json")
+    rows = {(r["task"], r["metric"]): r for r in json.loads(one.stdout)}
+    acc = rows[("support_mc", "acc")]
+    assert acc["source"].startswith("one run") and acc["needed"] > acc["n"] / 10
+    two = invoke("plan", a_id, b_id, "--db", two_runs["db"], "--metric", "support_mc/acc")
+    (cells,) = table_rows(two.stdout)
+    assert cells[:2] == ["support_mc", "acc"] and cells[-1] == "two runs: paired"
+    bad = RUNNER.invoke(app, ["plan", a_id, "--db", two_runs["db"], "--drop", "lots"], env=WIDE)
+    assert bad.exit_code == 2 and "--drop 'lots'" in bad.stderr

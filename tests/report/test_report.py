@@ -46,7 +46,7 @@ def pipeline_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Sto
         limit=30,
         candidates=[{"name": "other", "model": "fake:3"}],
         select={"objective": "support_mc/acc_norm"},
-        gate={"metrics": ["support_mc/acc"]},
+        gate={"metrics": ["support_mc/acc"], "margin": 0.5, "candidates": "all"},
     )
     store = Store(f"sqlite:///{folder / 'db.sqlite'}")
     config = load_pipeline(path)
@@ -136,7 +136,12 @@ def test_markdown_summary(pipeline_report: tuple[Path, Store, Path]) -> None:
     results = json.loads((workdir / "eval" / "baseline" / "results.json").read_text())
     acc = results["tasks"]["support_mc"]["metrics"]["acc"]
     assert md.startswith("# whetstone · pipeline loop")
-    assert "Selected:" in md and "Gate:" in md
+    assert "Selected:" in md and "Gate (" in md
+    # the gate's checks with their margin and verdict, in the summary and the page
+    page = html.read_text(encoding="utf-8")
+    row = re.search(r"\| [^|]+ \| support_mc/acc \|(?: [^|]* \|){7} (\d+) \| (\w+) \|", md)
+    assert row is not None and row[2] in ("pass", "fail", "inconclusive"), md
+    assert "| 0.5 |" in md and f'<span class="badge {row[2]}">{row[2]}</span>' in page
     interval = f"{acc['value']:.4g} [{acc['ci_low']:.4g}, {acc['ci_high']:.4g}]"
     assert f"| support_mc | acc | {interval} | 30 |" in md
     assert "| model | origin | support_mc/acc_norm | support_mc/acc | latency_ms |" in md

@@ -254,3 +254,78 @@ def show_command(
         console.print(f"run {row.run_id} is {row.status}: no results yet (use --resume)")
         return
     console.print(results_table(row.result))
+
+
+@user_errors
+def plan_command(
+    run_a: Annotated[str, typer.Argument(help="Pilot run id (or prefix): the baseline.")],
+    run_b: Annotated[
+        str | None, typer.Argument(help="A pilot candidate run, for the paired spread.")
+    ] = None,
+    drop: Annotated[
+        str, typer.Option(help="The drop to detect: 0.02 (metric units) or 3% (of the value).")
+    ] = "0.02",
+    metric: Annotated[
+        list[str], typer.Option(help="TASK/METRIC or METRIC (default: each task's headline).")
+    ] = [],  # noqa: B006
+    alpha: Annotated[float, typer.Option(min=1e-6, max=0.5, help="Two-sided level.")] = 0.05,
+    power: Annotated[float, typer.Option(min=0.5, max=0.999, help="Power to detect it.")] = 0.8,
+    db: DbOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """How many items each task needs for a drop to be detected (and for a gate with that
+    margin to pass a model equal to the baseline), from a pilot run or two."""
+    from whetstone.errors import ConfigError
+    from whetstone.evaluate.compare import compare_samples
+    from whetstone.evaluate.gate import Margin
+    from whetstone.evaluate.planning import plan_items
+    from whetstone.store import Store
+
+    try:
+        margin = Margin.model_validate(drop)
+    except ValueError:
+        raise ConfigError(
+            f"--drop {drop!r}: expected a number (0.02) or a percentage (3%)"
+        ) from None
+    store = Store(db)
+    row = store.get_run(run_a)
+    assert row is not None
+    if row.result is None:
+        raise ConfigError(f"run {row.run_id} is {row.status}: it has no results to plan from")
+    paired = None
+    if run_b is not None:
+        b = store.resolve_run_id(run_b) or run_b
+        paired = compare_samples(store.get_samples(row.run_id), store.get_samples(b))
+    rows = plan_items(row.result, margin, paired=paired, metrics=metric, alpha=alpha, power=power)
+    if not rows:
+        raise ConfigError(f"run {row.run_id} has none of the metrics {', '.join(metric)}")
+    if as_json:
+        typer.echo(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
+        return
+    table = Table(
+        title=f"items to detect a drop of {margin} at {power:.0%} power", title_justify="left"
+    )
+    for col in (
+        "task",
+        "metric",
+        "value",
+        "items now",
+        "detectable now",
+        "drop",
+        "items needed",
+        "spread from",
+    ):
+        table.add_column(col)
+    for r in rows:
+        needed = "" if r.needed is None else f"{r.needed:,}"
+        table.add_row(
+            r.task,
+            r.metric,
+            fmt(r.value),
+            str(r.n),
+            fmt(r.detectable_now),
+            fmt(r.drop),
+            needed,
+            r.source,
+        )
+    console.print(table)

@@ -7,7 +7,13 @@ import typer
 from whetstone.cli.audit import audit_command
 from whetstone.cli.diagnose import diagnose_command
 from whetstone.cli.distill import distill_command, quantize_command
-from whetstone.cli.evaluate import compare_command, evaluate_command, runs_command, show_command
+from whetstone.cli.evaluate import (
+    compare_command,
+    evaluate_command,
+    plan_command,
+    runs_command,
+    show_command,
+)
 from whetstone.cli.feedback import feedback_app
 from whetstone.cli.optimize import finetune_command, tune_command
 from whetstone.cli.quickstart import quickstart_command
@@ -23,6 +29,7 @@ app = typer.Typer(
 )
 app.command("evaluate")(evaluate_command)
 app.command("compare")(compare_command)
+app.command("plan")(plan_command)
 app.command("diagnose")(diagnose_command)
 app.command("runs")(runs_command)
 app.command("show")(show_command)
