@@ -49,17 +49,20 @@ class SampleRecord(BaseModel):
 
 
 class ModelIdentity(BaseModel):
-    """What identifies a model's outputs: backend, name, a content hash and the numeric dtype."""
+    """What identifies a model's outputs: backend, name, a content hash, the numeric dtype and a
+    token window the user chose (scores depend on it)."""
 
     backend: str
     name: str
     hash: str
     dtype: str = ""
+    window: int | None = None
 
     @property
     def key(self) -> str:
         """A string that keys the response cache: equal keys give equal outputs."""
-        return f"{self.backend}:{self.name}:{self.hash}:{self.dtype}"
+        key = f"{self.backend}:{self.name}:{self.hash}:{self.dtype}"
+        return key if self.window is None else f"{key}:window={self.window}"
 
 
 class RunResult(BaseModel):

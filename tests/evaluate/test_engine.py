@@ -608,3 +608,23 @@ def test_embedded_model_results_do_not_depend_on_batch_size(
         np.testing.assert_allclose(lls, lls1, rtol=1e-5, atol=1e-4, err_msg=f"batch size {bs}")
         np.testing.assert_allclose(roll, roll1, rtol=1e-5, atol=1e-4, err_msg=f"batch size {bs}")
         assert ntok == ntok1 and pred == pred1
+
+
+def test_a_shorter_token_window_is_not_answered_from_the_full_windows_cache(
+    tiny_lm_dir: Path, tmp_path: Path, restore_grad_mode: None
+) -> None:
+    """Scores depend on the window (contexts are cut from the left), so --max-length keys the
+    response cache: the second run computes its answers and they differ."""
+    from whetstone.models.hf import HFModel
+
+    db = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    task = EXAMPLES / "support_mc.yaml"
+    runs = []
+    for window in (None, 8):
+        model = HFModel(tiny_lm_dir, device="cpu", dtype="float32", max_length=window)
+        runs.append(evaluate(model, [task], db=db, limit=5))
+        model.close()
+    full, short = runs
+    assert short.reused == 0 and short.computed == full.computed
+    lls = [[s.loglikelihoods for s in ev.samples] for ev in runs]
+    assert lls[0] != lls[1]

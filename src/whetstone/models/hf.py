@@ -163,6 +163,7 @@ class HFModel(TokenizedBackend):
             name=name or self.source,
             hash=model_hash or self._hash(),
             dtype=dtype_name,
+            window=max_length,
         )
 
     def _load(self) -> tuple[Any, Any]:
