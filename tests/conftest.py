@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -85,3 +86,12 @@ def default_model_dir() -> Path:
     from whetstone.models.gguf import default_model_dir as convert
 
     return convert()[0]
+
+
+@pytest.fixture
+def restore_grad_mode() -> Any:
+    """HFModel switches autograd off for the thread; give the next test the mode it had."""
+    torch = pytest.importorskip("torch")
+    enabled = torch.is_grad_enabled()
+    yield
+    torch.set_grad_enabled(enabled)

@@ -515,15 +515,6 @@ def test_fake_loglikelihood_of_a_continuation_longer_than_the_model() -> None:
 # --------------------------------------------------------------------------- batch-size invariance
 
 
-@pytest.fixture
-def restore_grad_mode() -> Any:
-    """HFModel switches autograd off for the thread; give the next test the mode it had."""
-    torch = pytest.importorskip("torch")
-    enabled = torch.is_grad_enabled()
-    yield
-    torch.set_grad_enabled(enabled)
-
-
 def _scores_by_batch_size(
     folder: Path,
     task_file: Path,
