@@ -24,7 +24,7 @@ def test_pipeline_gate_and_report_on_postgres(tmp_path: Path, store_url: str) ->
         tasks=[task.name],
         limit=None,
         candidates=[{"name": "new", "model": "fake:1"}],
-        gate={"metrics": ["oracle_mc/acc"], "candidates": "all"},
+        gate={"metrics": ["oracle_mc/acc"], "candidates": "all", "margin": 0.1},
         db=store_url,
     )
     runner = CliRunner()
@@ -37,4 +37,5 @@ def test_pipeline_gate_and_report_on_postgres(tmp_path: Path, store_url: str) ->
     assert result is not None and sorted(result.reused) == ["evaluate/baseline", "evaluate/new"]
     assert len(store.list_artifacts(STAGE_KIND)) == 2
     page = (tmp_path / "r.html").read_text(encoding="utf-8")
-    assert '<section id="gate">' in page and "significantly worse" in page
+    assert '<section id="gate">' in page and "beyond the margin 0.1" in page
+    assert '<span class="badge fail">fail</span>' in page
