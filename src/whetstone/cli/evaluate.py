@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -141,7 +140,14 @@ def compare_command(
     say for each whether B is no worse than A (pass), worse (fail) or the data cannot tell."""
     from whetstone.errors import ConfigError
     from whetstone.evaluate.compare import compare_samples
-    from whetstone.evaluate.gate import Guard, judge, margin_for, parse_margins, sample_comparer
+    from whetstone.evaluate.gate import (
+        Guard,
+        judge,
+        margin_for,
+        parse_margins,
+        sample_comparer,
+        unmatched_margins,
+    )
     from whetstone.store import Store
 
     default, named = parse_margins(margin)
@@ -157,7 +163,12 @@ def compare_command(
         for m in cmp.metrics
         if (found := margin_for(m.name, default, named)) is not None
     ]
-    _unmatched(named, [m.name for m in cmp.metrics])
+    measured = [m.name for m in cmp.metrics]
+    for name in unmatched_margins(named, measured):
+        raise ConfigError(
+            f"--margin {name}=...: no compared metric is called {name!r}; "
+            f"compared: {', '.join(measured)}"
+        )
     result = None
     if guards:
         compare = sample_comparer(
@@ -182,19 +193,6 @@ def compare_command(
         write_gate_files(result, junit, summary)
         if gate:
             raise typer.Exit(result.exit_code)
-
-
-def _unmatched(named: Iterable[str], measured: list[str]) -> None:
-    """A named margin that matches no compared metric is a typo: refuse it."""
-    from whetstone.errors import ConfigError
-
-    bare = {n.split("/", 1)[1] for n in measured}
-    for name in named:
-        if name not in measured and name not in bare:
-            raise ConfigError(
-                f"--margin {name}=...: no compared metric is called {name!r}; "
-                f"compared: {', '.join(measured)}"
-            )
 
 
 def _print_comparison(cmp: Comparison, confidence: float) -> None:

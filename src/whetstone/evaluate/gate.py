@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -344,6 +344,13 @@ def parse_margins(texts: Sequence[str]) -> tuple[Margin | None, dict[str, Margin
         else:
             default = margin
     return default, named
+
+
+def unmatched_margins(named: Iterable[str], metrics: Sequence[str]) -> list[str]:
+    """The margin names (TASK/METRIC or METRIC, aliases resolved) that match none of
+    ``metrics``: typos to refuse."""
+    known = set(metrics) | {m.split("/", 1)[-1] for m in metrics}
+    return [name for name in named if canonical_name(name) not in known]
 
 
 def margin_for(name: str, default: Margin | None, named: Mapping[str, Margin]) -> Margin | None:

@@ -61,7 +61,7 @@ def _row(
     drop: float,
     z: float,
 ) -> PlanRow:
-    ok = spread is not None and spread > 0
+    sd = spread if spread is not None and spread > 0 and mv.n > 0 else None
     return PlanRow(
         task=task,
         metric=metric,
@@ -70,8 +70,8 @@ def _row(
         drop=drop,
         spread=spread,
         source=source,
-        needed=max(2, math.ceil((z * spread / drop) ** 2)) if ok and spread and drop > 0 else None,
-        detectable_now=z * spread / math.sqrt(mv.n) if ok and spread and mv.n else None,
+        needed=max(2, math.ceil((z * sd / drop) ** 2)) if sd is not None and drop > 0 else None,
+        detectable_now=z * sd / math.sqrt(mv.n) if sd is not None else None,
     )
 
 

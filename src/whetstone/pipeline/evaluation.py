@@ -4,6 +4,7 @@ comparison of every candidate with the baseline."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,13 +133,32 @@ def _flatten(run: RunResult) -> tuple[dict[str, float], dict[str, list[float | N
     return values, intervals
 
 
+class StoredRuns(Mapping[str, tuple[str, list[SampleRecord]]]):
+    """Each evaluated candidate's (run id, samples), read from the store when asked for, so no
+    more than one candidate's samples are held at a time."""
+
+    def __init__(self, store: Store, candidates: list[CandidateResult]) -> None:
+        self.store = store
+        self.runs = {c.name: c.run_id for c in candidates if c.run_id}
+
+    def __getitem__(self, name: str) -> tuple[str, list[SampleRecord]]:
+        run = self.runs[name]
+        return run, self.store.get_samples(run)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.runs)
+
+    def __len__(self) -> int:
+        return len(self.runs)
+
+
 @dataclass(frozen=True)
 class PairedSamples:
     """The baseline's stored samples and each evaluated candidate's (run id, samples)."""
 
     baseline_run: str
     baseline: list[SampleRecord]
-    candidates: dict[str, tuple[str, list[SampleRecord]]]
+    candidates: StoredRuns
 
     def comparer(self, seed: int, known: dict[str, Comparison]) -> Comparer:
         """Comparisons with the baseline at any level, for the gate (``known`` reused)."""
@@ -150,9 +170,9 @@ class PairedSamples:
 def load_samples(
     ctx: PipelineContext, baseline: CandidateResult, candidates: list[CandidateResult]
 ) -> PairedSamples:
-    """Every evaluated model's samples from the store."""
+    """The baseline's samples, and the candidates' to read one at a time."""
     assert baseline.run_id is not None
-    runs = {c.name: (c.run_id, ctx.store.get_samples(c.run_id)) for c in candidates if c.run_id}
+    runs = StoredRuns(ctx.store, candidates)
     return PairedSamples(baseline.run_id, ctx.store.get_samples(baseline.run_id), runs)
 
 

@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from whetstone.evaluate.gate import Margin, margin_for
+from whetstone.evaluate.gate import Margin, margin_for, unmatched_margins
 from whetstone.metrics import canonical_name
 from whetstone.pipeline.metrics import check_metric_name
 
@@ -185,10 +185,8 @@ class GateSpec(_Strict):
 
     @model_validator(mode="after")
     def _known_margins(self) -> GateSpec:
-        bare = {m.split("/", 1)[1] for m in self.metrics}
-        for name in self.margins:
-            if canonical_name(name) not in set(self.metrics) | bare:
-                raise ValueError(f"margins: {name!r} is not one of the guarded metrics")
+        for name in unmatched_margins(self.margins, self.metrics):
+            raise ValueError(f"margins: {name!r} is not one of the guarded metrics")
         return self
 
     def margin_of(self, metric: str) -> Margin:
