@@ -12,6 +12,7 @@ import pytest
 from tests.optimize.conftest import sentiment_rows
 from whetstone.errors import ModelError
 from whetstone.evaluate.engine import evaluate
+from whetstone.evaluate.rescore import rescore
 from whetstone.models import load_model
 from whetstone.models.classifier import SequenceClassifier, is_sequence_classifier
 
@@ -90,7 +91,8 @@ def test_classification_task_scored_with_class_probabilities(
     probs = direct_probabilities(folder, [r["text"] for r in rows])
     gold = [r["label"] for r in rows]
     predicted = probs.argmax(axis=1)
-    ev = evaluate(str(folder), [sentiment_dir / "sent.yaml"], db=f"sqlite:///{tmp_path}/db.sqlite")
+    db = f"sqlite:///{tmp_path}/db.sqlite"
+    ev = evaluate(str(folder), [sentiment_dir / "sent.yaml"], db=db)
     metrics = ev.result.tasks["sent"].metrics
     assert len(set(predicted)) == 2  # both labels are predicted: the check below is not trivial
     assert metrics["accuracy"].value == pytest.approx(accuracy_score(gold, predicted))
@@ -99,6 +101,11 @@ def test_classification_task_scored_with_class_probabilities(
         assert sample.prompt == row["text"]  # the task's prompt, no few-shot
         np.testing.assert_allclose(np.exp(sample.loglikelihoods), p, atol=1e-4)
     assert ev.result.model.backend == "hf-classifier"
+    # rescoring replays the stored class probabilities (float32, stored as their logs): the
+    # same metrics up to that rounding, and no model is loaded
+    again, _ = rescore(ev.result.run_id, [sentiment_dir / "sent.yaml"], db=db)
+    rescored = {k: v.value for k, v in again.result.tasks["sent"].metrics.items()}
+    assert rescored == pytest.approx({k: v.value for k, v in metrics.items()}, rel=1e-5)
 
 
 @pytest.mark.parametrize(

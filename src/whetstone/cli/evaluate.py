@@ -1,4 +1,4 @@
-"""`whetstone evaluate`, `compare`, `runs` and `show`."""
+"""`whetstone evaluate`, `rescore`, `compare`, `plan`, `runs` and `show`."""
 
 from __future__ import annotations
 
@@ -21,6 +21,9 @@ from whetstone.cli.gating import (
 
 if TYPE_CHECKING:
     from whetstone.evaluate.compare import Comparison
+    from whetstone.evaluate.gate import GateResult
+    from whetstone.records import SampleRecord
+    from whetstone.store import Store
 
 DbOption = Annotated[
     str | None, typer.Option("--db", help="Database URL (default $WHETSTONE_DB or ./whetstone.db).")
@@ -116,6 +119,36 @@ def evaluate_command(
 
 
 @user_errors
+def rescore_command(
+    run: Annotated[str, typer.Argument(help="Stored run id (or prefix) whose outputs to score.")],
+    task: Annotated[
+        list[Path], typer.Option("--task", "-t", help="Task file with the metrics to compute.")
+    ] = [],  # noqa: B006
+    out: Annotated[
+        Path | None, typer.Option(help="Write results.json and samples.jsonl here.")
+    ] = None,
+    db: DbOption = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed of the bootstrap intervals (default: the run's).")
+    ] = None,
+) -> None:
+    """Recompute a stored run's metrics from its outputs, without calling the model, as a new
+    run that records where its outputs came from."""
+    from whetstone.evaluate.rescore import rescore
+
+    with RichReporter() as reporter:
+        ev, notes = rescore(run, task, db=db, seed=seed, out_dir=out, reporter=reporter)
+    console.print(results_table(ev.result))
+    for note in notes:
+        console.print(f"[yellow]{note}[/]")
+    source = ev.result.config["rescored_from"]
+    console.print(
+        f"run [bold]{ev.result.run_id}[/] · {ev.reused} items rescored from run {source}, "
+        "no model calls" + (f" · written to {out}" if out else "")
+    )
+
+
+@user_errors
 def compare_command(
     run_a: Annotated[str, typer.Argument(help="Baseline run id (or prefix).")],
     run_b: Annotated[str, typer.Argument(help="Candidate run id (or prefix).")],
@@ -135,6 +168,17 @@ def compare_command(
     gate: GateFlag = False,
     junit: JunitOption = None,
     summary: SummaryOption = None,
+    html: Annotated[
+        Path | None,
+        typer.Option(help="Write one page with the verdicts and the items that differ."),
+    ] = None,
+    task: Annotated[
+        list[Path],
+        typer.Option("--task", "-t", help="Task file whose data columns become slices (--html)."),
+    ] = [],  # noqa: B006
+    all_items: Annotated[
+        bool, typer.Option(help="List unchanged items on the --html page too.")
+    ] = False,
 ) -> None:
     """Pair the items of two runs and test each metric's difference (B - A); with margins,
     say for each whether B is no worse than A (pass), worse (fail) or the data cannot tell."""
@@ -189,10 +233,36 @@ def compare_command(
         if result is not None:
             console.print(gate_table(result))
             print_gate(result)
+    if html is not None:
+        _write_item_page(html, store, cmp, samples_a, samples_b, result, task, all_items)
     if result is not None:
         write_gate_files(result, junit, summary)
         if gate:
             raise typer.Exit(result.exit_code)
+
+
+def _write_item_page(
+    path: Path,
+    store: Store,
+    cmp: Comparison,
+    samples_a: list[SampleRecord],
+    samples_b: list[SampleRecord],
+    gate: GateResult | None,
+    tasks: list[Path],
+    keep_same: bool,
+) -> None:
+    from whetstone.diagnose.failures import load_task_data
+    from whetstone.report.itemwise import compare_items
+    from whetstone.report.render import atomic_write, render_items_html
+
+    hashes = {k: str(v) for k, v in store.get_run(cmp.run_a).task_hashes.items()}  # type: ignore[union-attr]
+    data = load_task_data(tasks, hashes) if tasks else None
+    items = compare_items(
+        samples_a, samples_b, columns=data.columns if data else None, keep_same=keep_same
+    )
+    atomic_write(path, render_items_html(cmp, items, gate, kept_same=keep_same))
+    shown = len(items.rows)
+    console.print(f"{shown:,} items listed in {path} ({dict(items.total)})")
 
 
 def _print_comparison(cmp: Comparison, confidence: float) -> None:
@@ -252,6 +322,8 @@ def show_command(
         console.print(f"run {row.run_id} is {row.status}: no results yet (use --resume)")
         return
     console.print(results_table(row.result))
+    if source := row.config.get("rescored_from"):
+        console.print(f"metrics rescored from the outputs of run {source}")
 
 
 @user_errors

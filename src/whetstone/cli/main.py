@@ -11,6 +11,7 @@ from whetstone.cli.evaluate import (
     compare_command,
     evaluate_command,
     plan_command,
+    rescore_command,
     runs_command,
     show_command,
 )
@@ -28,6 +29,7 @@ app = typer.Typer(
     help="Evaluate, diagnose and optimize language models.",
 )
 app.command("evaluate")(evaluate_command)
+app.command("rescore")(rescore_command)
 app.command("compare")(compare_command)
 app.command("plan")(plan_command)
 app.command("diagnose")(diagnose_command)

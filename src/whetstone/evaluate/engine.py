@@ -137,29 +137,35 @@ def evaluate(
         cached = runner.cached_model(lm, store if use_cache else None)
         ctx = TaskContext(cached, seed, wrap, reporter.advance if reporter else None)
         try:
-            return _run(prepared, ctx, store, run_id, config, out_dir, reporter)
+            run, samples = run_tasks(
+                prepared, lambda _: ctx, store, run_id, config, out_dir, reporter
+            )
         except WhetstoneError:
             store.delete_run(run_id)
             raise
+        return Evaluation(run, samples, cached.computed, cached.reused)
     finally:
         runner.close()
 
 
-def _run(
+def run_tasks(
     prepared: list[PreparedTask],
-    ctx: TaskContext,
+    context: Callable[[PreparedTask], TaskContext],
     store: Store,
     run_id: str,
     config: dict[str, Any],
     out_dir: str | Path | None,
     reporter: Reporter | None,
-) -> Evaluation:
-    """Score every task, store its samples as it finishes, then the run and the files."""
+) -> tuple[RunResult, list[SampleRecord]]:
+    """Score every task (with the model context `context` gives it), store its samples as it
+    finishes, then the run and the files."""
     started = datetime.now(UTC)
     results: dict[str, TaskResult] = {}
     samples: list[SampleRecord] = []
     timing: dict[str, float] = {}
+    ctx: TaskContext | None = None
     for p in prepared:
+        ctx = context(p)
         if reporter:
             reporter.task_started(p.config.name, request_count(p.config, p.items))
         t0 = time.perf_counter()
@@ -171,6 +177,7 @@ def _run(
         samples += task_samples
         if reporter:
             reporter.task_finished(p.config.name, result)
+    assert ctx is not None, "prepare_tasks returns at least one task"
     run = RunResult(
         run_id=run_id,
         model=ctx.model.model.identity,
@@ -184,4 +191,4 @@ def _run(
     if out_dir is not None:
         write_outputs(Path(out_dir), run, samples)
     store.finish_run(run_id, run, timing)
-    return Evaluation(run, samples, ctx.model.computed, ctx.model.reused)
+    return run, samples

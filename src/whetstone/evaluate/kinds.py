@@ -13,11 +13,11 @@ from whetstone.evaluate import metrics as M
 from whetstone.evaluate.cache import CachedModel
 from whetstone.models.base import (
     GenerationRequest,
+    LabelScorer,
     LoglikelihoodRequest,
     Progress,
     RollingRequest,
 )
-from whetstone.models.classifier import SequenceClassifier
 from whetstone.records import MetricValue, SampleRecord, TaskResult
 from whetstone.tasks.loading import gold_index, gold_label
 from whetstone.tasks.prompts import build_prompt, input_text, targets
@@ -117,7 +117,7 @@ def score_classification(
     probs: np.ndarray | None = None
     lls: list[list[float]] | None = None
     classifier = ctx.model.model
-    if isinstance(classifier, SequenceClassifier):
+    if isinstance(classifier, LabelScorer):
         # a sequence classifier reads the prompt without few-shot examples: its class
         # probabilities, mapped to the task's labels, stand in for the label likelihoods
         prompts = [input_text(task, item) for item in items]

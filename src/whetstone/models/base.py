@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from whetstone.records import ModelIdentity
+
+if TYPE_CHECKING:
+    import numpy as np
 
 Progress = Callable[[int], None]
 """Called with the number of requests just finished, so callers can drive a progress bar."""
@@ -109,6 +113,22 @@ class LanguageModel(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release memory and connections held by the model."""
+
+
+@runtime_checkable
+class LabelScorer(Protocol):
+    """A model that gives class probabilities of an input text (a sequence classifier) instead
+    of log-likelihoods of the label words after a prompt."""
+
+    def label_probabilities(
+        self,
+        texts: Sequence[str],
+        labels: Mapping[str, str],
+        task_name: str,
+        progress: Progress | None = None,
+    ) -> np.ndarray:
+        """Probabilities over a task's labels (in the task's order) for each text."""
+        ...
 
 
 class TokenModel(LanguageModel):

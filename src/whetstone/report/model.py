@@ -51,6 +51,7 @@ class ComparisonRow:
     test: str
     n: int
     verdict: str  # "better", "worse" or "same" (not significant)
+    mdd: float | None = None  # the difference found with 80% power
 
 
 @dataclass

@@ -8,10 +8,17 @@ import tempfile
 from datetime import UTC, datetime
 from importlib import metadata, resources
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from whetstone.errors import WhetstoneError, missing_extra
 from whetstone.report.ci import checks_markdown
+from whetstone.report.itemwise import STATUS_HELP, STATUSES, ItemComparison, page_data
 from whetstone.report.model import Report
+from whetstone.report.tables import check_rows, comparison_rows
+
+if TYPE_CHECKING:
+    from whetstone.evaluate.compare import Comparison
+    from whetstone.evaluate.gate import GateResult
 
 #: (section id, title, text when empty) of the sections other steps fill.
 STEP_SECTIONS = [
@@ -60,8 +67,8 @@ def nav(report: Report) -> list[tuple[str, str]]:
     return [*items, ("examples", "Examples")]
 
 
-def render_html(report: Report) -> str:
-    """The report as one HTML document with inline CSS and SVG (no network needed)."""
+def _template(name: str) -> tuple[Any, str]:
+    """A template of the report folder and the shared stylesheet."""
     try:
         import jinja2
     except ImportError as err:
@@ -74,16 +81,11 @@ def render_html(report: Report) -> str:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    page = env.get_template("report.html.j2").render(
-        r=report,
-        css=(folder / "report.css").read_text(encoding="utf-8"),
-        nav=nav(report),
-        step_sections=STEP_SECTIONS,
-        fmt=fmt,
-        signed=signed,
-        version=_version(),
-        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-    )
+    return env.get_template(name), (folder / "report.css").read_text(encoding="utf-8")
+
+
+def _self_contained(page: str) -> str:
+    """The page, after checking that nothing in it loads from the network."""
     remote = _REMOTE.search(page)
     if remote:
         raise WhetstoneError(
@@ -91,6 +93,51 @@ def render_html(report: Report) -> str:
             "expected a self-contained page"
         )
     return page
+
+
+def _common() -> dict[str, Any]:
+    return {
+        "fmt": fmt,
+        "signed": signed,
+        "version": _version(),
+        "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def render_html(report: Report) -> str:
+    """The report as one HTML document with inline CSS and SVG (no network needed)."""
+    template, css = _template("report.html.j2")
+    page = template.render(
+        r=report, css=css, nav=nav(report), step_sections=STEP_SECTIONS, **_common()
+    )
+    return _self_contained(page)
+
+
+def render_items_html(
+    cmp: Comparison, items: ItemComparison, gate: GateResult | None, *, kept_same: bool
+) -> str:
+    """Two runs item by item as one self-contained page: the verdicts, the counts per status
+    and the items that differ, filterable by task, status, slice and metric."""
+    from markupsafe import Markup
+
+    template, css = _template("items.html.j2")
+    page = template.render(
+        title=f"{cmp.run_b} against {cmp.run_a}, item by item",
+        subtitle=f"A (baseline) = run {cmp.run_a} · B (candidate) = run {cmp.run_b}",
+        css=css,
+        gate=gate,
+        checks=check_rows(gate) if gate else [],
+        level=f"{100 * cmp.confidence:g}%",
+        comparison=comparison_rows(cmp),
+        statuses=STATUSES,
+        counts=items.counts,
+        only=items.only,
+        kept_same=kept_same,
+        status_help=STATUS_HELP,
+        data=Markup(page_data(items)),
+        **_common(),
+    )
+    return _self_contained(page)
 
 
 def _cell(

@@ -35,14 +35,16 @@ def _text(value: object) -> str:
     return "" if value is None else str(value)
 
 
-def _prediction(s: SampleRecord) -> str:
+def display_prediction(s: SampleRecord) -> str:
+    """The model's answer as text (a chosen option with its number)."""
     choices = s.extra.get("choices")
     if isinstance(s.prediction, int) and isinstance(choices, list) and s.prediction < len(choices):
         return f"{s.prediction}: {choices[s.prediction]}"
     return _text(s.prediction)
 
 
-def _gold(s: SampleRecord) -> str:
+def display_gold(s: SampleRecord) -> str:
+    """The reference answer as text (the gold option with its number)."""
     choices = s.extra.get("choices")
     if isinstance(s.gold, int) and isinstance(choices, list) and s.gold < len(choices):
         return f"{s.gold}: {choices[s.gold]}"
@@ -62,7 +64,14 @@ def failure_examples(samples: list[SampleRecord], label: str) -> list[Example]:
             continue
         wrong = [s for s in items if s.metrics.get(key) == 0][:EXAMPLES_PER_TASK]
         out += [
-            Example(task, s.id, _short(s.prompt), _gold(s), [(label, _prediction(s))], "wrong")
+            Example(
+                task,
+                s.id,
+                _short(s.prompt),
+                display_gold(s),
+                [(label, display_prediction(s))],
+                "wrong",
+            )
             for s in wrong
         ]
     return out
@@ -88,8 +97,8 @@ def changed_examples(
                     task,
                     a.id,
                     _short(a.prompt),
-                    _gold(a),
-                    [("baseline", _prediction(a)), (cand_label, _prediction(b))],
+                    display_gold(a),
+                    [("baseline", display_prediction(a)), (cand_label, display_prediction(b))],
                     note,
                 )
                 for a, b in chosen

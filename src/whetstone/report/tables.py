@@ -56,6 +56,7 @@ def comparison_rows(cmp: Comparison) -> list[ComparisonRow]:
             m.test,
             m.n,
             _verdict(m.metric, m.diff, m.p_value),
+            m.mdd,
         )
         for m in cmp.metrics
         if m.metric not in NOT_COMPARED
