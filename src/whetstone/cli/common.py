@@ -51,14 +51,22 @@ def metric_cell(m: MetricValue) -> tuple[str, str]:
 
 
 def results_table(run: RunResult) -> Table:
-    """One row per task and metric: value, 95% interval, n."""
+    """One row per task and metric: value, 95% interval, n; with sampled repeats, the share
+    of each interval's variance that is sampling."""
     table = Table(title=f"run {run.run_id} · {run.model.name}", title_justify="left")
-    for col in ("task", "metric", "value", "95% CI", "n"):
+    sampled = any(t.tables.get("sampling") for t in run.tasks.values())
+    columns = ["task", "metric", "value", "95% CI", "n"] + (["sampling"] if sampled else [])
+    for col in columns:
         table.add_column(col, justify="right" if col in ("value", "n") else "left")
     for name, task in run.tasks.items():
+        spread = task.tables.get("sampling") or {}
         for i, (metric, m) in enumerate(task.metrics.items()):
             value, ci = metric_cell(m)
-            table.add_row(name if i == 0 else "", metric, value, ci, str(m.n))
+            row = [name if i == 0 else "", metric, value, ci, str(m.n)]
+            if sampled:
+                s = spread.get(metric)
+                row.append(f"{s['share']:.0%} of var (K={int(s['repeats'])})" if s else "")
+            table.add_row(*row)
         table.add_section()
     return table
 

@@ -53,6 +53,14 @@ def evaluate_command(
         str, typer.Option(help="Environment variable with the API key.")
     ] = "OPENAI_API_KEY",
     max_length: Annotated[int | None, typer.Option(help="Longest token window.")] = None,
+    repeats: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Sampled outputs per item of generation tasks with temperature > 0 "
+            "(intervals and tests clustered by item; the table shows the sampling share).",
+        ),
+    ] = 1,
     chat_template: Annotated[
         bool, typer.Option(help="Wrap prompts in the model's chat template.")
     ] = False,
@@ -102,6 +110,7 @@ def evaluate_command(
             chat_template=chat_template,
             reporter=reporter,
             executor=runner,
+            repeats=repeats,
             device=device,
             dtype=dtype,
             batch_size=batch_size,

@@ -264,6 +264,27 @@ def _compare_ratio(
     return _result(task, metric, a, b, result, how, "ratio_swap_permutation", n, missing)
 
 
+def _common_repeats(pairs: list[Pair]) -> int:
+    """Outputs per item both runs have for every item (sampled repeats), else 1."""
+    counts = {len(s.extra.get("outputs") or [None]) for pair in pairs for s in pair}
+    return counts.pop() if len(counts) == 1 else 1
+
+
+def _outputs(s: SampleRecord, k: int) -> list[str]:
+    """An item's k outputs as scored (stripped), or its prediction."""
+    return [str(o).strip() for o in s.extra["outputs"]] if k > 1 else [str(s.prediction)]
+
+
+def _item_statistics(
+    metric: str, outputs: list[list[str]], refs: list[list[str]]
+) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+    """Per-item corpus statistics summed over each item's outputs (one corpus of them all)."""
+    k = len(outputs[0])
+    flat = [o for item in outputs for o in item]
+    stats, score = corpus_statistics(metric, flat, [r for r in refs for _ in range(k)])
+    return stats.reshape(len(outputs), k, -1).sum(axis=1), score
+
+
 def _compare_corpus(
     task: str, metric: str, pairs: list[Pair], how: _Settings
 ) -> MetricComparison | None:
@@ -272,8 +293,9 @@ def _compare_corpus(
     if len(keep) < 2:
         return None
     refs = [list(p[0].gold) if isinstance(p[0].gold, list) else [str(p[0].gold)] for p in keep]
-    stats_a, score = corpus_statistics(metric, [str(p[0].prediction) for p in keep], refs)
-    stats_b, _ = corpus_statistics(metric, [str(p[1].prediction) for p in keep], refs)
+    k = _common_repeats(keep)
+    stats_a, score = _item_statistics(metric, [_outputs(p[0], k) for p in keep], refs)
+    stats_b, _ = _item_statistics(metric, [_outputs(p[1], k) for p in keep], refs)
     a, b = (float(score(s.sum(axis=0)[None])[0]) for s in (stats_a, stats_b))
     result = _sums_result(stats_a, stats_b, score, how)
     missing = len(pairs) - len(keep)

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from whetstone.errors import ConfigError, ModelError, WhetstoneError
 from whetstone.evaluate.executor import Executor, LocalExecutor
-from whetstone.evaluate.kinds import SCORERS, TaskContext, request_count
+from whetstone.evaluate.kinds import SCORERS, TaskContext, repeats_of, request_count
 from whetstone.evaluate.outputs import write_outputs
 from whetstone.models import LanguageModel
 from whetstone.records import RunResult, SampleRecord, TaskResult
@@ -76,6 +76,19 @@ def prepare_tasks(
     return [PreparedTask(c, load_items(c, limit), load_fewshot(c), task_hash(c)) for c in configs]
 
 
+def check_repeats(
+    prepared: Sequence[PreparedTask], repeats: int, option: str = "--repeats"
+) -> None:
+    """Refuse repeats that would sample nothing new (every output would be the same)."""
+    if repeats < 1:
+        raise ConfigError(f"{option} {repeats}: expected at least 1")
+    if repeats > 1 and not any(repeats_of(p.config, repeats) > 1 for p in prepared):
+        raise ConfigError(
+            f"{option} {repeats}: no task samples (repeats apply to generation tasks with "
+            "temperature > 0; greedy decoding gives the same output every time)"
+        )
+
+
 def package_versions() -> dict[str, str]:
     """Versions of whetstone and of the packages that change its numbers."""
     versions = {"python": platform.python_version()}
@@ -106,6 +119,7 @@ def evaluate(
     chat_template: bool = False,
     reporter: Reporter | None = None,
     executor: Executor | None = None,
+    repeats: int = 1,
     **model_options: Any,
 ) -> Evaluation:
     """Evaluate `model` on `tasks` and return the run; stores it and writes files when asked.
@@ -113,9 +127,11 @@ def evaluate(
     `model` is a loaded backend or a spec for `load_model` (with `model_options` such as
     device, dtype, batch_size, base_url). Input errors are raised before anything is stored.
     `executor` computes the model requests: this process by default, or Ray workers
-    (`whetstone.scale`); the results are the same.
+    (`whetstone.scale`); the results are the same. `repeats` K > 1 samples K outputs per item
+    of the generation tasks that sample (temperature > 0), each with its own seed.
     """
     prepared = prepare_tasks(tasks, limit)
+    check_repeats(prepared, repeats)
     store = db if isinstance(db, Store) else Store(db)
     runner = executor or LocalExecutor()
     try:
@@ -129,13 +145,15 @@ def evaluate(
             "seed": seed,
             "chat_template": chat_template,
         }
+        if repeats > 1:
+            config["repeats"] = repeats
         key = config_hash(config)
         run_id = store.find_unfinished_run(lm.identity.key, key) if resume else None
         if run_id is None:
             run_id = uuid.uuid4().hex[:12]
             store.create_run(run_id, lm.identity, config, task_hashes, package_versions(), seed)
         cached = runner.cached_model(lm, store if use_cache else None)
-        ctx = TaskContext(cached, seed, wrap, reporter.advance if reporter else None)
+        ctx = TaskContext(cached, seed, wrap, reporter.advance if reporter else None, repeats)
         try:
             run, samples = run_tasks(
                 prepared, lambda _: ctx, store, run_id, config, out_dir, reporter
@@ -167,7 +185,7 @@ def run_tasks(
     for p in prepared:
         ctx = context(p)
         if reporter:
-            reporter.task_started(p.config.name, request_count(p.config, p.items))
+            reporter.task_started(p.config.name, request_count(p.config, p.items, ctx.repeats))
         t0 = time.perf_counter()
         result, task_samples = SCORERS[p.config.kind](p.config, p.items, p.pool, ctx)
         timing[p.config.name] = round(time.perf_counter() - t0, 3)

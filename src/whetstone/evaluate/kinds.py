@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -11,6 +12,8 @@ import numpy as np
 
 from whetstone.evaluate import metrics as M
 from whetstone.evaluate.cache import CachedModel
+from whetstone.evaluate.statistics import sampling_spread
+from whetstone.metrics import metric_spec
 from whetstone.models.base import (
     GenerationRequest,
     LabelScorer,
@@ -34,6 +37,7 @@ class TaskContext:
     seed: int
     wrap: Callable[[str], str]
     progress: Progress | None = None
+    repeats: int = 1  # sampled outputs per item of generation tasks with temperature > 0
 
 
 def select_metrics(values: dict[str, MetricValue], wanted: Sequence[str]) -> dict[str, MetricValue]:
@@ -169,30 +173,85 @@ def score_classification(
     return result, samples
 
 
+def repeat_seed(seed: int, repeat: int) -> int:
+    """The sampling seed of an item's output number `repeat` (the first keeps the run's seed,
+    so a run with repeats shares its first outputs with the same run without)."""
+    if repeat == 0:
+        return seed
+    digest = hashlib.sha256(f"whetstone-repeat:{seed}:{repeat}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def repeats_of(task: TaskConfig, repeats: int) -> int:
+    """Outputs per item a task samples: `repeats` for generation at temperature > 0, else 1."""
+    return repeats if task.kind == "generation" and task.temperature > 0 else 1
+
+
+def _generate_repeated(
+    task: TaskConfig, prompts: list[str], ctx: TaskContext, repeats: int
+) -> list[list[str]]:
+    """`repeats` sampled completions of each prompt, each with its own seed."""
+    requests = [
+        GenerationRequest(
+            p,
+            task.max_new_tokens,
+            tuple(task.stop),
+            task.temperature,
+            seed=repeat_seed(ctx.seed, r),
+        )
+        for r in range(repeats)
+        for p in prompts
+    ]
+    flat = ctx.model.generate(requests, ctx.progress)
+    n = len(prompts)
+    return [[flat[r * n + i] for r in range(repeats)] for i in range(n)]
+
+
 def score_generation(
     task: TaskConfig, items: list[dict[str, Any]], pool: list[dict[str, Any]], ctx: TaskContext
 ) -> tuple[TaskResult, list[SampleRecord]]:
-    """Generate, cut at stop strings; exact match, token F1, BLEU, chrF and ROUGE-L."""
+    """Generate, cut at stop strings; exact match, token F1, BLEU, chrF and ROUGE-L.
+
+    With repeats (sampling only), each item is answered K times with different seeds; its
+    metrics are means over the K outputs, and the task's ``sampling`` table says how much of
+    each metric's variance is sampling."""
     prompts = _prompts(task, items, pool, ctx)
-    outputs = _generate(task, prompts, ctx)
-    predictions = [o.strip() for o in outputs]
+    k = repeats_of(task, ctx.repeats)
+    outputs = _generate_repeated(task, prompts, ctx, k)
+    predictions = [[o.strip() for o in item] for item in outputs]
     refs = [targets(task, item) for item in items]
-    values, per_item = M.generation_metrics(predictions, refs, seed=ctx.seed)
+    values, per_item, draws = M.sampled_generation_metrics(
+        predictions if k > 1 else [p[0] for p in predictions], refs, seed=ctx.seed
+    )
     samples = [
         SampleRecord(
             task=task.name,
             id=item["_id"],
             prompt=p,
-            prediction=pred,
+            prediction=pred[0],
             gold=r,
             metrics=m,
-            extra={"output": o},
+            extra={"output": o[0]}
+            | (
+                {"outputs": o, "output_metrics": {n: d[i].tolist() for n, d in draws.items()}}
+                if k > 1
+                else {}
+            ),
         )
-        for item, p, pred, o, r, m in zip(
-            items, prompts, predictions, outputs, refs, per_item, strict=True
+        for i, (item, p, pred, o, r, m) in enumerate(
+            zip(items, prompts, predictions, outputs, refs, per_item, strict=True)
         )
     ]
-    return TaskResult(kind=task.kind, metrics=select_metrics(values, task.metric_names)), samples
+    result = TaskResult(kind=task.kind, metrics=select_metrics(values, task.metric_names))
+    if k > 1 and len(items) >= 2:
+        result.tables["sampling"] = {
+            name: sampling_spread(draws[name])
+            for name in result.metrics
+            if name in draws
+            and metric_spec(name).aggregation in ("proportion", "mean")
+            and np.ptp(draws[name]) > 0  # a constant metric has no spread to split
+        }
+    return result, samples
 
 
 def score_perplexity(
@@ -235,10 +294,10 @@ SCORERS = {
 }
 
 
-def request_count(task: TaskConfig, items: list[dict[str, Any]]) -> int:
+def request_count(task: TaskConfig, items: list[dict[str, Any]], repeats: int = 1) -> int:
     """How many model requests a task makes: what its progress bar counts."""
     if task.kind == "multiple_choice":
         return sum(len(item[task.choices or ""]) for item in items)
     if task.kind == "classification" and task.classify_by == "loglikelihood":
         return len(items) * len(task.labels or {})
-    return len(items)
+    return len(items) * repeats_of(task, repeats)

@@ -732,17 +732,21 @@ def _corpus_metric(
     *,
     seed: int,
     n_boot: int,
+    repeats: int = 1,
 ) -> MetricValue:
     """A corpus sacrebleu score with a bootstrap over items on its per-segment statistics.
 
     Like sacrebleu's own bootstrap, resamples sum segment statistics and rescore them through
     ``Metric._compute_score_from_stats``; the point value is ``Metric.corpus_score`` itself.
-    The interval is BCa, its acceleration from a leave-one-group-out jackknife.
+    The interval is BCa, its acceleration from a leave-one-group-out jackknife. With
+    ``repeats`` K, the predictions are K consecutive outputs per item: the corpus holds every
+    output and the bootstrap resamples items with all of their outputs (clustered by item).
     """
-    n = len(predictions)
+    n = len(predictions) // repeats
     refs = cast(Sequence[Sequence[str]], streams)  # sacrebleu documents None as padding
     value = float(metric.corpus_score(list(predictions), refs).score)
-    stats = np.asarray(metric._extract_corpus_statistics(predictions, refs), dtype=np.int64)
+    segments = np.asarray(metric._extract_corpus_statistics(predictions, refs), dtype=np.int64)
+    stats = segments.reshape(n, repeats, -1).sum(axis=1)
 
     def chunk(idx: np.ndarray) -> np.ndarray:
         summed = resample_counts(idx, n) @ stats
@@ -760,8 +764,25 @@ def _score_from_stats(metric: Metric, summed: np.ndarray) -> float:
     return float(metric._compute_score_from_stats([int(x) for x in summed]).score)
 
 
+def _generation_items(
+    predictions: Sequence[str], references: Sequence[Sequence[str]]
+) -> list[dict[str, float]]:
+    """Per-item exact_match, token_f1, rouge_l and sentence-level bleu and chrf."""
+    sentence_bleu, sentence_chrf = sacrebleu.BLEU(effective_order=True), sacrebleu.CHRF()
+    return [
+        {
+            "exact_match": exact_match(pred, refs),
+            "token_f1": token_f1(pred, refs),
+            "rouge_l": rouge_l(pred, refs),
+            "bleu": float(sentence_bleu.sentence_score(pred, list(refs)).score),
+            "chrf": float(sentence_chrf.sentence_score(pred, list(refs)).score),
+        }
+        for pred, refs in zip(predictions, references, strict=True)
+    ]
+
+
 def generation_metrics(
-    predictions: list[str],
+    predictions: list[str] | list[list[str]],
     references: list[list[str]],
     *,
     seed: int = 0,
@@ -775,35 +796,62 @@ def generation_metrics(
     default) that recomputes the corpus score from sacrebleu's per-segment statistics. Items
     may have different numbers of references. Per-item dicts add sentence-level bleu
     (sacrebleu.sentence_bleu) and chrf (sentence_chrf).
+
+    With K sampled outputs per item (a list of K strings each), every per-item metric is the
+    item's mean over its outputs, the mean metrics get a BCa bootstrap of those item means
+    (exact_match too, unless every item's outputs agree) and the corpus scores cover every
+    output; all
+    intervals resample items with all of their outputs, so they hold the item-to-item and the
+    sampling variance together.
     """
+    aggregates, per_item, _ = sampled_generation_metrics(
+        predictions, references, seed=seed, n_boot=n_boot, corpus_n_boot=corpus_n_boot
+    )
+    return aggregates, per_item
+
+
+def sampled_generation_metrics(
+    predictions: list[str] | list[list[str]],
+    references: list[list[str]],
+    *,
+    seed: int = 0,
+    n_boot: int = N_BOOT,
+    corpus_n_boot: int = CORPUS_N_BOOT,
+) -> tuple[dict[str, MetricValue], list[dict[str, float]], dict[str, np.ndarray]]:
+    """`generation_metrics`, plus each per-item metric of every output as an (items, K) array
+    (what splits the spread into item and sampling variance)."""
     _same_length("generation_metrics", predictions=predictions, references=references)
     for refs in references:
         _check_refs(refs)
-    sentence_bleu, sentence_chrf = sacrebleu.BLEU(effective_order=True), sacrebleu.CHRF()
-    per_item = [
-        {
-            "exact_match": exact_match(pred, refs),
-            "token_f1": token_f1(pred, refs),
-            "rouge_l": rouge_l(pred, refs),
-            "bleu": float(sentence_bleu.sentence_score(pred, list(refs)).score),
-            "chrf": float(sentence_chrf.sentence_score(pred, list(refs)).score),
-        }
-        for pred, refs in zip(predictions, references, strict=True)
-    ]
-    column = {key: np.array([item[key] for item in per_item]) for key in per_item[0]}
-    streams = _reference_streams(references)
+    outputs = [[p] if isinstance(p, str) else list(p) for p in predictions]
+    repeats = len(outputs[0]) if outputs else 1
+    if any(len(o) != repeats for o in outputs) or repeats < 1:
+        raise ValueError("generation_metrics: every item needs the same number of outputs")
+    flat = [o for item in outputs for o in item]
+    flat_refs = [refs for refs in references for _ in range(repeats)]
+    draws = _generation_items(flat, flat_refs)
+    matrix = {k: np.array([d[k] for d in draws]).reshape(-1, repeats) for k in draws[0]}
+    per_item = [{k: float(m[i].mean()) for k, m in matrix.items()} for i in range(len(outputs))]
+    column = {key: m.mean(axis=1) for key, m in matrix.items()}
+    streams = _reference_streams(flat_refs)
     aggregates = {
-        "exact_match": mean_metric(column["exact_match"], binary=True),
+        # outputs that agree within every item leave 0/1 item means: Wilson over items
+        "exact_match": mean_metric(
+            column["exact_match"],
+            binary=bool(np.all(np.isin(column["exact_match"], (0.0, 1.0)))),
+            seed=seed,
+            n_boot=n_boot,
+        ),
         "token_f1": mean_metric(column["token_f1"], seed=seed, n_boot=n_boot),
         "rouge_l": mean_metric(column["rouge_l"], seed=seed, n_boot=n_boot),
         "bleu": _corpus_metric(
-            sacrebleu.BLEU(), predictions, streams, seed=seed, n_boot=corpus_n_boot
+            sacrebleu.BLEU(), flat, streams, seed=seed, n_boot=corpus_n_boot, repeats=repeats
         ),
         "chrf": _corpus_metric(
-            sacrebleu.CHRF(), predictions, streams, seed=seed, n_boot=corpus_n_boot
+            sacrebleu.CHRF(), flat, streams, seed=seed, n_boot=corpus_n_boot, repeats=repeats
         ),
     }
-    return aggregates, per_item
+    return aggregates, per_item, matrix
 
 
 def corpus_statistics(

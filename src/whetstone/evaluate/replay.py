@@ -40,7 +40,8 @@ class ReplayModel(LanguageModel):
         self.identity = identity
         self.task = task.name
         self._scores: dict[tuple[str, str], float] = {}
-        self._texts: dict[str, str] = {}
+        self._texts: dict[str, list[str]] = {}
+        self._served: dict[str, int] = {}
         self._documents: dict[str, RollingResult] = {}
         self._ids: dict[str, str] = {}
         for s in samples:
@@ -52,8 +53,10 @@ class ReplayModel(LanguageModel):
         if s.loglikelihoods is not None:
             for text, ll in zip(options, s.loglikelihoods, strict=False):
                 self._scores[(s.prompt, task.choice_prefix + str(text))] = float(ll)
-        if "output" in s.extra:
-            self._texts[s.prompt] = str(s.extra["output"])
+        if "outputs" in s.extra:
+            self._texts[s.prompt] = [str(o) for o in s.extra["outputs"]]
+        elif "output" in s.extra:
+            self._texts[s.prompt] = [str(s.extra["output"])]
         if task.kind == "perplexity" and "logprob" in s.metrics:
             self._documents[s.prompt] = RollingResult(
                 float(s.metrics["logprob"]), int(s.metrics["n_tokens"])
@@ -100,13 +103,17 @@ class ReplayModel(LanguageModel):
         self, requests: Sequence[GenerationRequest], progress: Progress | None = None
     ) -> list[str]:
         """The stored output of each prompt, cut at the request's stop strings (a stop string
-        added since the run applies; one removed cannot bring back what the run cut)."""
+        added since the run applies; one removed cannot bring back what the run cut). A run
+        with repeats stored K outputs per item: a prompt's successive requests get them in
+        turn, as the scorer asks for them."""
         out = []
         for r in requests:
-            text = self._texts.get(r.prompt)
-            if text is None:
+            texts = self._texts.get(r.prompt)
+            if texts is None:
                 raise self._missing(r.prompt, "generated output")
-            out.append(cut_at_stop(text, r.stop)[0])
+            turn = self._served.get(r.prompt, 0)
+            self._served[r.prompt] = turn + 1
+            out.append(cut_at_stop(texts[turn % len(texts)], r.stop)[0])
         if progress:
             progress(len(requests))
         return out

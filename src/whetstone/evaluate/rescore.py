@@ -114,6 +114,8 @@ def rescore(
         "chat_template": chat,
         SOURCE_KEY: row.run_id,
     }
+    if "repeats" in row.config:
+        config["repeats"] = row.config["repeats"]
     run_id = uuid.uuid4().hex[:12]
     hashes = dict(config["tasks"])
     store.create_run(run_id, row.model, config, hashes, package_versions(), seed)
@@ -149,4 +151,6 @@ def _replay_context(
     model = replay_model(row.model, p.config, list(stored.values()))
     classifier = hasattr(model, "label_probabilities")
     wrap = _stored_prompts(p, stored, chat, classifier)
-    return TaskContext(CachedModel(model, None), seed, wrap, reporter.advance if reporter else None)
+    progress = reporter.advance if reporter else None
+    repeats = int(row.config.get("repeats", 1))
+    return TaskContext(CachedModel(model, None), seed, wrap, progress, repeats)

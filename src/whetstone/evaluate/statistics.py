@@ -7,6 +7,7 @@ work stays vectorized.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,7 @@ __all__ = [
     "ratio_bootstrap_ci",
     "resample_counts",
     "resample_indices",
+    "sampling_spread",
     "swap_permutation_test",
     "two_group_permutation_test",
     "wilson_ci",
@@ -791,3 +793,29 @@ def mover_interval(
     low = point - float(np.sqrt(max(down @ r @ down, 0.0)))
     high = point + float(np.sqrt(max(up @ r @ up, 0.0)))
     return low, high
+
+
+def sampling_spread(draws: Any) -> dict[str, float]:
+    """How much of the variance of a task mean is sampling, from each item's K outputs.
+
+    ``draws`` is an (items, K) array of one per-item metric, one column per sampled output.
+    A one-way random-effects analysis: the within-item variance s_w^2 (mean of each item's
+    variance over its outputs) estimates the sampling variance; the variance of the item means
+    s_m^2 estimates sigma_item^2 + sigma_sampling^2 / K. ``share`` = (s_w^2 / K) / s_m^2 is the
+    part of the mean's variance that more outputs per item would remove; ``narrowest`` =
+    sqrt(1 - share) is how wide the interval would be with unlimited outputs, relative to now.
+    """
+    arr = np.asarray(draws, dtype=float)
+    if arr.ndim != 2 or arr.shape[1] < 2 or arr.shape[0] < 2:
+        raise ValueError(f"sampling_spread needs (items >= 2, outputs >= 2), got {arr.shape}")
+    k = arr.shape[1]
+    within = float(arr.var(axis=1, ddof=1).mean())
+    of_means = float(arr.mean(axis=1).var(ddof=1))
+    share = min(1.0, within / k / of_means) if of_means > 0 else 0.0
+    return {
+        "repeats": float(k),
+        "share": share,
+        "item_sd": math.sqrt(max(0.0, of_means - within / k)),
+        "sampling_sd": math.sqrt(within),
+        "narrowest": math.sqrt(1.0 - share),
+    }

@@ -12,6 +12,7 @@ from whetstone.errors import WhetstoneError
 from whetstone.evaluate.compare import Comparison, compare_samples
 from whetstone.evaluate.engine import PreparedTask, evaluate
 from whetstone.evaluate.gate import Comparer, sample_comparer
+from whetstone.evaluate.kinds import repeats_of
 from whetstone.models import LanguageModel, load_model
 from whetstone.pipeline.context import ModelToEvaluate, PipelineContext, fingerprint
 from whetstone.pipeline.measure import (
@@ -50,6 +51,13 @@ def _costs(ctx: PipelineContext, m: ModelToEvaluate, lm: LanguageModel, tasks: l
     return costs
 
 
+def _repeats(ctx: PipelineContext, tasks: list[str]) -> int:
+    """The pipeline's repeats where one of these tasks samples, else 1 (a candidate that
+    answers only likelihood tasks has nothing to repeat)."""
+    k = ctx.config.repeats
+    return k if any(repeats_of(ctx.task(t).config, k) > 1 for t in tasks) else 1
+
+
 def _evaluate_work(ctx: PipelineContext, m: ModelToEvaluate, tasks: list[str]) -> dict[str, Any]:
     options = m.options.model_dump()
     lm = load_model(m.spec, **options)
@@ -64,6 +72,7 @@ def _evaluate_work(ctx: PipelineContext, m: ModelToEvaluate, tasks: list[str]) -
             resume=True,
             chat_template=ctx.config.chat_template,
             reporter=ctx.reporter,
+            repeats=_repeats(ctx, tasks),
         )
         costs = _costs(ctx, m, lm, tasks)
     finally:
@@ -87,6 +96,7 @@ def evaluate_stage(ctx: PipelineContext, m: ModelToEvaluate) -> CandidateResult:
         "limit": ctx.config.limit,
         "seed": ctx.config.seed,
         "chat_template": ctx.config.chat_template,
+        **({"repeats": ctx.config.repeats} if ctx.config.repeats > 1 else {}),
         "latency": ctx.config.latency.model_dump(),
         "objective": ctx.config.select.objective if ctx.config.select else None,
     }

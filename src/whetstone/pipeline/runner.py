@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from whetstone.errors import ConfigError, WhetstoneError
-from whetstone.evaluate.engine import prepare_tasks
+from whetstone.evaluate.engine import check_repeats, prepare_tasks
 from whetstone.pipeline import steps
 from whetstone.pipeline.context import ModelToEvaluate, PipelineContext, PipelineReporter
 from whetstone.pipeline.evaluation import compare_with_baseline, evaluate_stage, load_samples
@@ -49,6 +49,7 @@ def run_pipeline(
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     started, t0 = datetime.now(UTC), time.perf_counter()
     tasks = prepare_tasks([config.resolve(t) for t in config.tasks], config.limit)
+    check_repeats(tasks, config.repeats, "repeats:")
     check_references(config, [t.config.name for t in tasks])
     steps.preflight(config)
     store = store or Store(config.db)

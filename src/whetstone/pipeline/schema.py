@@ -206,6 +206,8 @@ class PipelineConfig(_Strict):
     # first N items per task (a quick pass over the loop)
     limit: int | None = Field(default=None, ge=1)
     seed: int = 0
+    # sampled outputs per item of generation tasks with temperature > 0 (`--repeats`)
+    repeats: int = Field(default=1, ge=1)
     chat_template: bool = False
     # where candidate models, evaluation files and the report go (relative to the pipeline
     # file; default: runs/NAME in the current folder)

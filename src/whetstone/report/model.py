@@ -15,6 +15,8 @@ class Cell:
     n: int | None = None
     # why there is no interval, or what to know about it (e.g. too few items)
     note: str | None = None
+    # with sampled repeats: the share of the interval's variance that is sampling, and K
+    sampling: tuple[float, int] | None = None
 
 
 @dataclass

@@ -29,7 +29,11 @@ def metric_tables(runs: Sequence[tuple[str, RunResult]]) -> list[MetricTable]:
             cells = []
             for _, run in models:
                 mv = run.tasks[task].metrics.get(metric)
-                cells.append(Cell(mv.value, mv.ci_low, mv.ci_high, mv.n, mv.note) if mv else Cell())
+                cell = Cell(mv.value, mv.ci_low, mv.ci_high, mv.n, mv.note) if mv else Cell()
+                spread = run.tasks[task].tables.get("sampling", {}).get(metric)
+                if spread:
+                    cell.sampling = (spread["share"], int(spread["repeats"]))
+                cells.append(cell)
             rows.append((metric, cells))
         tables.append(MetricTable(task, kind, [label for label, _ in models], rows))
     return tables
