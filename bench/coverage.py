@@ -855,6 +855,42 @@ def _gate(name: str) -> Simulation:
     return simulate
 
 
+@cache
+def margin_f1_truth() -> float:
+    """E[B] - E[A] of gate_at_margin's token_f1 (clipping makes it less than the shift)."""
+    rng = np.random.default_rng(654)
+    item = rng.beta(0.6, 0.6, 4_000_000)
+    return float(_scores(rng, item, -0.12, 0.2).mean() - _scores(rng, item, 0.0, 0.2).mean())
+
+
+#: gate_at_margin's acc: the baseline is right with chance easy_i (mean 7/11); the candidate
+#: loses a right answer with chance _BREAK and gains a wrong one with chance _MEND, so it is
+#: worse by exactly _ACC_MARGIN on average.
+_ACC_MARGIN, _MEND = 0.1, 0.05
+_BREAK = (_ACC_MARGIN + (1 - 7 / 11) * _MEND) / (7 / 11)
+
+
+def _gate_at_margin(rng: np.random.Generator, n: int) -> Rows:
+    """One candidate worse than the baseline by exactly the margin, on acc and on token_f1
+    (each its own gate): the rate of a pass verdict (bound alpha/2 = 2.5%)."""
+    from whetstone.evaluate.gate import Margin, sample_comparer
+    from whetstone.pipeline.schema import GateSpec
+    from whetstone.pipeline.selection import apply_gate
+
+    easy, item = rng.beta(0.7, 0.4, n), rng.beta(0.6, 0.6, n)
+    a_acc = (rng.random(n) < easy) * 1.0
+    b_acc = np.where(a_acc == 1, rng.random(n) >= _BREAK, rng.random(n) < _MEND) * 1.0
+    base = _samples("t", {"acc": a_acc, "token_f1": _scores(rng, item, 0.0, 0.2)})
+    cand = _samples("t", {"acc": b_acc, "token_f1": _scores(rng, item, -0.12, 0.2)})
+    compare = sample_comparer(base, {"c": ("c", cand)})
+    rows: Rows = {}
+    for metric, margin in (("acc", _ACC_MARGIN), ("token_f1", -margin_f1_truth())):
+        spec = GateSpec(metrics=[f"t/{metric}"], candidates="all", margin=Margin(value=margin))
+        verdict = apply_gate(spec, compare, ["c"]).verdict
+        rows[f"false pass {metric}"] = Outcome(float(verdict == "pass"))
+    return rows
+
+
 # --------------------------------------------------------------------------- 12. sanity rows
 
 
@@ -1150,6 +1186,17 @@ ROUTINES: dict[str, Spec] = {
         )
         for name in ("gate_null", "gate_null_mixed")
     },
+    "gate_at_margin": Spec(
+        _gate_at_margin,
+        (Row("false pass acc", "size", 5, 0.0275), Row("false pass token_f1", "size", 5, 0.0275)),
+        process="1 candidate worse than the baseline by exactly the margin: t/acc (margin 0.1, "
+        "right answers lost and wrong ones mended at random) and t/token_f1 (item scores "
+        "shifted down, margin the clipped mean shift), each gated alone",
+        truth="the candidate is worse by the margin: a pass is wrong",
+        calls="whetstone.evaluate.gate.sample_comparer, "
+        "whetstone.pipeline.selection.apply_gate(GateSpec(candidates='all', margin=...))",
+        cost=0.3,
+    ),
     "benjamini_hochberg": Spec(
         _bh,
         (Row("any rejection", "size", 5),),

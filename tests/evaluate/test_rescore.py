@@ -128,3 +128,41 @@ def test_cli_prints_the_source_and_show_names_it(tmp_path):
     new = RunResult.model_validate_json((out / "results.json").read_text())
     shown = RUNNER.invoke(app, ["show", new.run_id, "--db", db_url])
     assert f"rescored from the outputs of run {first.result.run_id}" in shown.output
+
+
+def test_a_chat_template_run_is_replayed_when_its_prompts_hold_the_rebuilt_ones(tmp_path):
+    """Without the model there is no chat template to apply: a stored prompt must contain the
+    prompt the task file builds, and the stored one is what the replay answers."""
+    db = Store(f"sqlite:///{tmp_path}/w.db")
+    qa = EXAMPLES_DIR / "support_qa.yaml"
+    plain = evaluate("fake:0", [qa], db=db, limit=6)
+    wrapped = [
+        s.model_copy(update={"prompt": f"<start_of_turn>user\n{s.prompt}<end_of_turn>\nmodel\n"})
+        for s in plain.samples
+    ]
+    row = db.get_run(plain.result.run_id)
+    assert row is not None
+    db.create_run(
+        "chatrun00001",
+        row.model,
+        row.config | {"chat_template": True},
+        row.task_hashes,
+        row.versions,
+        row.seed,
+    )
+    db.add_samples("chatrun00001", wrapped)
+    again, _ = rescore("chatrun00001", [qa], db=db)
+    assert [s.prompt for s in again.samples] == [s.prompt for s in wrapped]
+    assert _values(again.result) == _values(plain.result)
+    wrapped[0].prompt = "<start_of_turn>user\nsomething else<end_of_turn>\n"
+    db.create_run(
+        "chatrun00002",
+        row.model,
+        row.config | {"chat_template": True},
+        row.task_hashes,
+        row.versions,
+        row.seed,
+    )
+    db.add_samples("chatrun00002", wrapped)
+    with pytest.raises(DataError, match="item qa-001"):
+        rescore("chatrun00002", [qa], db=db)

@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from whetstone.cli.common import RichReporter, console, fmt, results_table, user_errors
+from whetstone.cli.common import (
+    RichReporter,
+    console,
+    err_console,
+    fmt,
+    results_table,
+    user_errors,
+)
 from whetstone.cli.gating import (
     GateFlag,
     JunitOption,
@@ -264,14 +271,17 @@ def _write_item_page(
     from whetstone.report.itemwise import compare_items
     from whetstone.report.render import atomic_write, render_items_html
 
-    hashes = {k: str(v) for k, v in store.get_run(cmp.run_a).task_hashes.items()}  # type: ignore[union-attr]
+    row = store.get_run(cmp.run_a, missing_ok=True)
+    hashes = {k: str(v) for k, v in row.task_hashes.items()} if row else {}
     data = load_task_data(tasks, hashes) if tasks else None
     items = compare_items(
         samples_a, samples_b, columns=data.columns if data else None, keep_same=keep_same
     )
     atomic_write(path, render_items_html(cmp, items, gate, kept_same=keep_same))
-    shown = len(items.rows)
-    console.print(f"{shown:,} items listed in {path} ({dict(items.total)})")
+    counts = ", ".join(f"{status} {n:,}" for status, n in items.total.most_common())
+    for note in data.notes if data else []:
+        err_console.print(f"[yellow]{note}[/]")
+    err_console.print(f"{len(items.rows):,} items listed in {path} ({counts})")
 
 
 def _print_comparison(cmp: Comparison, confidence: float) -> None:
