@@ -67,7 +67,7 @@ def test_identical_runs_have_p_one_and_zero_difference() -> None:
         row = _row(cmp, "t", metric)
         assert row.diff == 0.0 and row.p_value == 1.0
         assert row.ci_low <= 0.0 <= row.ci_high
-    # no discordant pair in 30 does not prove the discordance is 0: Newcombe's interval is not
+    # no discordant pair in 30 does not prove the discordance is 0: Tango's interval is not
     # a point (statsmodels' Wilson upper bound for 0 of 30 is 0.114; the paired one is narrower)
     acc = _row(cmp, "t", "acc")
     assert 0.03 < acc.ci_high < 0.114 and acc.ci_low == pytest.approx(-acc.ci_high)

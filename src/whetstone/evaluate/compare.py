@@ -1,6 +1,6 @@
 """Paired comparison of two runs on the same items: differences with intervals and p-values.
 
-Each metric is compared the way the run reports it. 0/1 metrics: Newcombe's interval with the
+Each metric is compared the way the run reports it. 0/1 metrics: Tango's score interval with the
 exact McNemar test (made to agree). Other per-item metrics: a paired BCa interval of the mean
 difference with a sign-flip permutation test (exact up to 16 items). Corpus ratios (perplexity,
 bits per byte) and corpus scores (BLEU, chrF): the difference of the corpus statistics, a
@@ -196,7 +196,7 @@ def _result(
 def _compare_mean(
     task: str, metric: str, pairs: list[Pair], how: _Settings
 ) -> MetricComparison | None:
-    """A per-item metric: McNemar/Newcombe for 0/1 values, else a sign-flip test of the mean."""
+    """A per-item metric: McNemar/Tango for 0/1 values, else a sign-flip test of the mean."""
     values = _column(pairs, metric)
     keep = np.isfinite(values).all(axis=1)
     x, y = values[keep, 0], values[keep, 1]

