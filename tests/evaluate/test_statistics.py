@@ -22,6 +22,7 @@ from whetstone.evaluate.statistics import (
     paired_mean_test,
     paired_permutation_test,
     paired_proportion_test,
+    paired_t_interval,
     ratio_bootstrap_ci,
     resample_indices,
     swap_permutation_test,
@@ -506,3 +507,32 @@ def test_mover_with_independent_parts_reduces_to_the_sum_of_squared_margins() ->
     low, high = mover_interval([0.5, 0.8], [0.3, 0.7], [0.6, 0.95], [0.5, 0.5])
     assert low == pytest.approx(0.65 - 0.5 * np.hypot(0.2, 0.1))
     assert high == pytest.approx(0.65 + 0.5 * np.hypot(0.1, 0.15))
+
+
+def test_paired_t_interval_equals_scipy() -> None:
+    rng = np.random.default_rng(47)
+    a, b = rng.random(12), rng.random(12)
+    ref = sps.ttest_rel(b, a).confidence_interval(0.9)
+    assert paired_t_interval(a, b, 0.9) == pytest.approx((ref.low, ref.high))
+
+
+def test_a_few_items_widen_the_mean_difference_to_hold_the_t_interval() -> None:
+    from whetstone.evaluate.compare import T_UNION_BELOW, compare_samples
+    from whetstone.records import SampleRecord
+
+    rng = np.random.default_rng(48)
+    for n in (6, T_UNION_BELOW + 10):
+        a, b = rng.beta(2, 5, n), rng.beta(2, 4, n)
+        runs = [
+            [
+                SampleRecord(task="t", id=str(i), prompt="", metrics={"f": float(v)})
+                for i, v in enumerate(values)
+            ]
+            for values in (a, b)
+        ]
+        m = compare_samples(*runs).metrics[0]
+        low, high = paired_t_interval(a, b)
+        if n < T_UNION_BELOW:
+            assert m.ci_low <= low and m.ci_high >= high
+        else:
+            assert m.ci_low > low or m.ci_high < high  # the BCa interval alone

@@ -14,6 +14,7 @@ two-sided test at the interval's level finds with 80% power, from the interval's
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from whetstone.evaluate.statistics import (
     paired_proportion_test,
     paired_ratio_interval,
     paired_sums_interval,
+    paired_t_interval,
     swap_permutation_test,
 )
 from whetstone.metrics import METRICS, MetricSpec, apply_transform, ratio_metrics
@@ -193,6 +195,12 @@ def _result(
     return out
 
 
+#: Below this many items a mean difference's interval also holds the paired t-interval: BCa
+#: alone is too narrow on a few items (a candidate worse by exactly a gate's margin passed 6.4%
+#: of the time at 5 items and 3.5% at 10 against the 2.5% the 95% interval promises).
+T_UNION_BELOW = 30
+
+
 def _compare_mean(
     task: str, metric: str, pairs: list[Pair], how: _Settings
 ) -> MetricComparison | None:
@@ -211,6 +219,10 @@ def _compare_mean(
         ones = np.ones_like(x)
         stats_a, stats_b = np.stack([x, ones], axis=1), np.stack([y, ones], axis=1)
         result = _sums_result(stats_a, stats_b, mean_score, how)
+        if x.size < T_UNION_BELOW:
+            t_low, t_high = paired_t_interval(x, y, how.confidence)
+            low, high = min(result.ci_low, t_low), max(result.ci_high, t_high)
+            result = dataclasses.replace(result, ci_low=low, ci_high=high)
         test = "sign_flip"
     a, b = float(x.mean()), float(y.mean())
     return _result(task, metric, a, b, result, how, test, x.size, missing)

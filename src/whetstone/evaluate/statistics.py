@@ -37,6 +37,7 @@ __all__ = [
     "paired_proportion_test",
     "paired_ratio_interval",
     "paired_sums_interval",
+    "paired_t_interval",
     "percentile_interval",
     "ratio_bootstrap_ci",
     "resample_counts",
@@ -652,6 +653,17 @@ def _group_sums(stats: np.ndarray, groups: int = 500) -> np.ndarray:
 def mean_score(sums: np.ndarray) -> np.ndarray:
     """The score of (value, count) sums: their ratio, i.e. the mean."""
     return np.asarray(sums[:, 0] / sums[:, 1])
+
+
+def paired_t_interval(a: Any, b: Any, confidence: float = 0.95) -> tuple[float, float]:
+    """The paired t-interval of mean(b) - mean(a) (Student's t on the item differences)."""
+    _check_confidence(confidence)
+    a_arr, b_arr = _paired_arrays(a, b)
+    d = b_arr - a_arr
+    if d.size < 2:
+        raise ValueError("paired_t_interval needs at least two pairs")
+    half = float(sps.t.ppf(0.5 + confidence / 2, d.size - 1) * d.std(ddof=1) / math.sqrt(d.size))
+    return float(d.mean() - half), float(d.mean() + half)
 
 
 def paired_mean_test(
