@@ -17,7 +17,6 @@ from whetstone.evaluate.statistics import (
     mcnemar_exact,
     mean_score,
     mover_interval,
-    newcombe_paired_ci,
     paired_bootstrap,
     paired_mean_test,
     paired_permutation_test,
@@ -412,7 +411,7 @@ def test_two_group_permutation_test_matches_scipy_and_keeps_its_size() -> None:
     assert np.mean(rejected) <= 0.055 + 0.02
 
 
-def test_newcombe_interval_covers_the_paired_difference() -> None:
+def test_tango_interval_covers_the_paired_difference() -> None:
     rng = np.random.default_rng(43)
     cells = np.array([0.6, 0.08, 0.14, 0.18])  # both, only A, only B, neither
     truth = cells[2] - cells[1]
@@ -420,7 +419,7 @@ def test_newcombe_interval_covers_the_paired_difference() -> None:
     for _ in range(1000):
         kind = rng.choice(4, size=60, p=cells)
         a, b = np.isin(kind, (0, 1)), np.isin(kind, (0, 2))
-        lo, hi = newcombe_paired_ci(a, b)
+        lo, hi = tango_paired_ci(a, b)
         covered.append(lo <= truth <= hi)
     assert 0.93 <= np.mean(covered) <= 0.98
 

@@ -30,7 +30,6 @@ __all__ = [
     "mcnemar_exact",
     "mean_score",
     "mover_interval",
-    "newcombe_paired_ci",
     "paired_bootstrap",
     "paired_mean_test",
     "paired_permutation_test",
@@ -680,29 +679,6 @@ def paired_mean_test(
     diff, low, high = paired_sums_interval(sa, sb, mean_score, n_boot=n_boot, seed=seed)
     p = paired_permutation_test(a_arr, b_arr, n_perm=n_perm, seed=seed).p_value
     return PairedResult(diff=diff, ci_low=low, ci_high=high, p_value=p)
-
-
-def newcombe_paired_ci(
-    a_correct: Any, b_correct: Any, confidence: float = 0.95
-) -> tuple[float, float]:
-    """Newcombe's hybrid score interval (method 10) for p(B correct) - p(A correct), paired."""
-    a, b = _paired_bool(a_correct, b_correct)
-    n = a.size
-    if n == 0:
-        raise ValueError("newcombe_paired_ci needs at least one pair")
-    both, only_a = int(np.sum(a & b)), int(np.sum(a & ~b))
-    only_b, neither = int(np.sum(~a & b)), int(np.sum(~a & ~b))
-    p1, p2 = (both + only_a) / n, (both + only_b) / n
-    l1, u1 = wilson_ci(both + only_a, n, confidence)
-    l2, u2 = wilson_ci(both + only_b, n, confidence)
-    product = both * neither - only_a * only_b
-    cross = max(product - n / 2, 0.0) if product > 0 else float(product)
-    margins = (both + only_a) * (only_b + neither) * (both + only_b) * (only_a + neither)
-    phi = cross / np.sqrt(margins) if margins > 0 else 0.0
-    lower = np.sqrt(max((p2 - l2) ** 2 - 2 * phi * (p2 - l2) * (u1 - p1) + (u1 - p1) ** 2, 0.0))
-    upper = np.sqrt(max((u2 - p2) ** 2 - 2 * phi * (u2 - p2) * (p1 - l1) + (p1 - l1) ** 2, 0.0))
-    diff = p2 - p1
-    return float(max(-1.0, diff - lower)), float(min(1.0, diff + upper))
 
 
 def _tango_z(only_a: int, only_b: int, n: int, delta: float) -> float:
