@@ -419,3 +419,65 @@ def test_echo_answers_from_other_servers(url: str, connect: Callable[..., OpenAI
         model._parse_echo(ignored, "Hi there")
     with pytest.raises(ModelError, match="echo"):
         model._parse_echo({"text": "!", "logprobs": None}, [1, 2])
+
+
+def _llama_like_app(model: TokenModel, seen: list[dict[str, Any]]) -> FastAPI:
+    """A server that behaves like llama-cpp-python's where it matters: `/extras/tokenize`,
+    HTTP 500 for a list of prompts, text prompts only, and max_tokens=0 meaning "no limit"."""
+    app = create_app(model, NAME, tokenize_endpoints=False)
+
+    @app.post("/extras/tokenize")
+    async def tokenize(request: Request) -> JSONResponse:
+        body = await request.json()
+        return JSONResponse({"tokens": model.encode(body["input"])})
+
+    @app.middleware("http")
+    async def llama(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        if request.url.path == "/v1/completions":
+            body = await request.json()
+            seen.append(body)
+            prompt = body.get("prompt")
+            if isinstance(prompt, list) and (len(prompt) > 1 or not isinstance(prompt[0], str)):
+                return JSONResponse({"error": {"message": ""}}, status_code=500)
+            assert body.get("max_tokens") != 0, "would generate until the context is full"
+        return await call_next(request)
+
+    return app
+
+
+def test_a_llama_cpp_like_server_is_recognized_and_asked_what_it_can_answer(
+    fake: FakeModel, connect: Callable[..., OpenAIModel]
+) -> None:
+    seen: list[dict[str, Any]] = []
+    with running(_llama_like_app(fake, seen)) as base:
+        model = connect(NAME, base_url=base)
+        assert model.dialect == "llama.cpp"
+        remote = model.loglikelihood(REQUESTS[:4])
+        for r, x in zip(remote, fake.loglikelihood(REQUESTS[:4]), strict=True):
+            assert r.logprob == pytest.approx(x.logprob, abs=1e-9)
+        assert seen and all(isinstance(b["prompt"], str) and b["max_tokens"] == 1 for b in seen)
+        with pytest.raises(ModelError, match="cannot score perplexity"):
+            model.loglikelihood_rolling([RollingRequest(DOCS[2], 16, 16)])
+
+
+def test_a_server_that_fails_lists_of_prompts_with_a_500_is_asked_one_by_one(
+    fake: FakeModel, connect: Callable[..., OpenAIModel]
+) -> None:
+    seen: list[dict[str, Any]] = []
+    app = _llama_like_app(fake, seen)
+    app.router.routes = [
+        r for r in app.router.routes if getattr(r, "path", "") != "/extras/tokenize"
+    ]
+    with running(app) as base:
+        model = connect(NAME, base_url=base, max_retries=0)
+        model._zero_max_tokens = False
+        assert model.dialect == "openai"
+        model._tokenizer = False
+        texts = model.generate([GenerationRequest("a", 2), GenerationRequest("b", 2)])
+        assert len(texts) == 2
+        remote = model.loglikelihood(REQUESTS[:3])
+        assert not model._prompt_lists
+        for r, x in zip(remote, fake.loglikelihood(REQUESTS[:3]), strict=True):
+            assert r.logprob == pytest.approx(x.logprob, abs=1e-9)

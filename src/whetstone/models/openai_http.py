@@ -4,7 +4,12 @@ Log-likelihoods come from the legacy completions API with `echo` and `logprobs`.
 has vLLM's `/tokenize` endpoint, requests are encoded with the server's tokenizer exactly as the
 local backends encode them (lm-evaluation-harness's `_encode_pair`) and sent as token ids, so the
 numbers equal a local run of the same model; otherwise the text is sent and the continuation's
-tokens are found by `text_offset`. Rolling log-likelihoods need `/tokenize`.
+tokens are found by `text_offset`. Rolling log-likelihoods need `/tokenize` and token-id prompts.
+
+What a server can do is probed when the model is opened. llama-cpp-python's server (found by its
+`/extras/tokenize` endpoint) takes one text prompt per request, reads `max_tokens: 0` as "until the
+context is full" and accepts no token ids: it is asked one prompt at a time, echoes with
+`max_tokens: 1` (the extra token is dropped) and scores by text.
 """
 
 from __future__ import annotations
@@ -124,8 +129,12 @@ class OpenAIModel(LanguageModel):
         self._bos: int | None = None
         self._zero_max_tokens = True  # echo with max_tokens=0; else 1 and drop the extra token
         self._prompt_lists = True  # several prompts per request
+        self._token_prompts = True  # prompts as token ids (else text only)
+        self.dialect = "openai"
+        """Which server this is, as far as its behaviour goes: "openai" or "llama.cpp"."""
         try:
             self._check_server()
+            self._probe_dialect()
         except BaseException:
             self._client.close()
             raise
@@ -140,6 +149,9 @@ class OpenAIModel(LanguageModel):
                 time.sleep(min(8.0, 0.25 * 2 ** (attempt - 1)))
             try:
                 response = self._client.request(method, url, json=payload)
+            except httpx.TimeoutException:
+                problem = f"no answer within {self._client.timeout.read:g} s (the request deadline)"
+                continue
             except httpx.TransportError as exc:
                 problem = f"no answer ({type(exc).__name__}: {_one_line(str(exc)) or 'no detail'})"
                 continue
@@ -201,6 +213,27 @@ class OpenAIModel(LanguageModel):
         if isinstance(card.get("max_model_len"), int):
             self.max_length = card["max_model_len"]
 
+    def _probe_dialect(self) -> None:
+        """Recognize llama-cpp-python's server by its `/extras/tokenize` endpoint (one request,
+        no retry) and adapt to what it cannot do."""
+        url = f"{self.root_url}/extras/tokenize"
+        try:
+            response = self._client.post(url, json={"model": self.name, "input": "a"})
+        except httpx.HTTPError:
+            return
+        if response.status_code != 200:
+            return
+        try:
+            tokens = response.json().get("tokens")
+        except (ValueError, AttributeError):
+            return
+        if isinstance(tokens, list):
+            self.dialect = "llama.cpp"
+            self._prompt_lists = False  # `assert len(body.prompt) <= 1`, as HTTP 500
+            self._zero_max_tokens = False  # 0 means "generate until the context is full"
+            self._token_prompts = False  # the prompt must be text
+            self._tokenizer = False  # tokens of text exist, but prompts cannot use them
+
     # -- completions -------------------------------------------------------------------------
 
     def _completions(
@@ -215,12 +248,14 @@ class OpenAIModel(LanguageModel):
             except ServerError as exc:
                 if exc.status not in (400, 422) or "max_tokens" in exc.detail:
                     raise
-                self._prompt_lists = False  # e.g. Ollama takes one string: try one by one
-                try:
-                    return self._one_by_one(url, prompts, params)
-                except ServerError:
-                    self._prompt_lists = True  # the lists were not the problem
-                    raise
+            except ModelError:  # a 5xx for a list, still there after the retries
+                pass
+            self._prompt_lists = False  # e.g. Ollama takes one string: try one by one
+            try:
+                return self._one_by_one(url, prompts, params)
+            except ModelError:
+                self._prompt_lists = True  # the lists were not the problem
+                raise
         return self._one_by_one(url, prompts, params)
 
     def _one_by_one(
@@ -433,6 +468,12 @@ class OpenAIModel(LanguageModel):
         self, requests: Sequence[RollingRequest], progress: Progress | None = None
     ) -> list[RollingResult]:
         """Score whole documents in windows built from the server's tokenizer."""
+        if self.dialect == "llama.cpp":
+            raise ModelError(
+                f"server {self.root_url} (llama.cpp's server) cannot score perplexity tasks: "
+                "rolling windows are sent as token ids and it takes text prompts only; score "
+                "the same .gguf file locally (--model FILE.gguf) or serve it with whetstone serve"
+            )
         if not self.has_tokenizer():
             raise ModelError(
                 f"server {self.root_url} has no /tokenize endpoint: rolling log-likelihood "
