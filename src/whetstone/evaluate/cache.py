@@ -95,7 +95,7 @@ class CachedModel:
         self.reused += len(keys) - len(missing)
         if progress and len(keys) > len(missing):
             progress(len(keys) - len(missing))
-        step = CHUNK[kind]
+        step = self.model.cache_chunk or CHUNK[kind]
         for lo in range(0, len(missing), step):
             chunk = missing[lo : lo + step]
             answers = compute([by_key[k] for k in chunk], progress)

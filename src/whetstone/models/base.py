@@ -79,6 +79,9 @@ class LanguageModel(ABC):
     """A model that whetstone can evaluate: log-likelihoods and generations from text."""
 
     identity: ModelIdentity
+    #: Requests computed between two commits of the response cache (None: the defaults per
+    #: request kind). A slow remote server commits every batch, so a crash loses one batch.
+    cache_chunk: int | None = None
 
     @abstractmethod
     def loglikelihood(

@@ -118,6 +118,7 @@ class OpenAIModel(LanguageModel):
         self.base_url = normalize_base_url(base_url)
         self.root_url = self.base_url.removesuffix("/v1")
         self.batch_size = batch_size or DEFAULT_BATCH_SIZE
+        self.cache_chunk = self.batch_size  # each batch is committed as it is answered
         self.max_retries = max_retries
         digest = hashlib.sha256((self.base_url + name).encode()).hexdigest()[:16]
         self.identity = ModelIdentity(backend="openai", name=name, hash=digest, dtype="")
