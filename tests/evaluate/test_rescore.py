@@ -142,27 +142,19 @@ def test_a_chat_template_run_is_replayed_when_its_prompts_hold_the_rebuilt_ones(
     ]
     row = db.get_run(plain.result.run_id)
     assert row is not None
-    db.create_run(
-        "chatrun00001",
-        row.model,
-        row.config | {"chat_template": True},
-        row.task_hashes,
-        row.versions,
-        row.seed,
-    )
-    db.add_samples("chatrun00001", wrapped)
+
+    def store_as_chat_run(run_id: str, samples: list) -> None:
+        db.create_run(
+            run_id, row.model, row.config | {"chat_template": True}, row.task_hashes,
+            row.versions, row.seed,
+        )  # fmt: skip
+        db.add_samples(run_id, samples)
+
+    store_as_chat_run("chatrun00001", wrapped)
     again, _ = rescore("chatrun00001", [qa], db=db)
     assert [s.prompt for s in again.samples] == [s.prompt for s in wrapped]
     assert _values(again.result) == _values(plain.result)
     wrapped[0].prompt = "<start_of_turn>user\nsomething else<end_of_turn>\n"
-    db.create_run(
-        "chatrun00002",
-        row.model,
-        row.config | {"chat_template": True},
-        row.task_hashes,
-        row.versions,
-        row.seed,
-    )
-    db.add_samples("chatrun00002", wrapped)
+    store_as_chat_run("chatrun00002", wrapped)
     with pytest.raises(DataError, match="item qa-001"):
         rescore("chatrun00002", [qa], db=db)

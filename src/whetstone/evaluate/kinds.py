@@ -220,9 +220,7 @@ def score_generation(
     outputs = _generate_repeated(task, prompts, ctx, k)
     predictions = [[o.strip() for o in item] for item in outputs]
     refs = [targets(task, item) for item in items]
-    values, per_item, draws = M.sampled_generation_metrics(
-        predictions if k > 1 else [p[0] for p in predictions], refs, seed=ctx.seed
-    )
+    values, per_item, draws = M.sampled_generation_metrics(predictions, refs, seed=ctx.seed)
     samples = [
         SampleRecord(
             task=task.name,

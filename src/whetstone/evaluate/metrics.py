@@ -800,9 +800,8 @@ def generation_metrics(
     With K sampled outputs per item (a list of K strings each), every per-item metric is the
     item's mean over its outputs, the mean metrics get a BCa bootstrap of those item means
     (exact_match too, unless every item's outputs agree) and the corpus scores cover every
-    output; all
-    intervals resample items with all of their outputs, so they hold the item-to-item and the
-    sampling variance together.
+    output; all intervals resample items with all of their outputs, so they hold the
+    item-to-item and the sampling variance together.
     """
     aggregates, per_item, _ = sampled_generation_metrics(
         predictions, references, seed=seed, n_boot=n_boot, corpus_n_boot=corpus_n_boot

@@ -26,6 +26,7 @@ from whetstone.evaluate.engine import (
 )
 from whetstone.evaluate.kinds import TaskContext
 from whetstone.evaluate.replay import replay_model
+from whetstone.models.base import LabelScorer
 from whetstone.records import SampleRecord
 from whetstone.store import RunRow, Store
 from whetstone.tasks.prompts import build_prompt, input_text
@@ -41,9 +42,12 @@ def _stored_prompts(
     after checking that the two agree."""
     mapping: dict[str, str] = {}
     for item in p.items:
-        rebuilt = input_text(p.config, item) if classifier else build_prompt(p.config, item, p.pool)
         if p.config.kind == "perplexity":
             rebuilt = str(item[p.config.text])
+        elif classifier:
+            rebuilt = input_text(p.config, item)
+        else:
+            rebuilt = build_prompt(p.config, item, p.pool)
         saved = stored[str(item["_id"])].prompt
         agrees = rebuilt in saved if chat and not classifier else rebuilt == saved
         if not agrees:
@@ -149,7 +153,7 @@ def _replay_context(
 ) -> TaskContext:
     """The scorer context of one task: the replay backend and the stored-prompt wrapper."""
     model = replay_model(row.model, p.config, list(stored.values()))
-    classifier = hasattr(model, "label_probabilities")
+    classifier = isinstance(model, LabelScorer)
     wrap = _stored_prompts(p, stored, chat, classifier)
     progress = reporter.advance if reporter else None
     repeats = int(row.config.get("repeats", 1))

@@ -124,7 +124,7 @@ def _slice_labels(
     data = columns.get(task, {})
     for s in samples:
         for col, v in data.get(s.id, {}).items():
-            if isinstance(v, str | int | bool) and not isinstance(v, float):
+            if isinstance(v, str | int | bool):
                 values[s.id][col] = str(v)
         values[s.id].setdefault("gold", display_gold(s))
     keep = {
